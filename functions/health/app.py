@@ -1,0 +1,25 @@
+"""Health function: reports each dependency truthfully."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from fastapi.responses import JSONResponse
+
+from shared.app import create_app, lambda_handler
+from shared.health import check_ai, check_database, check_s3
+
+app = create_app("health")
+
+
+@app.get("/health")
+async def health():
+    database, s3, ai = await check_database(), check_s3(), check_ai()
+    status = "healthy" if database == "healthy" else "unhealthy"
+    if status == "healthy" and "unhealthy" in (s3, ai):
+        status = "degraded"
+    body = {"status": status, "database": database, "s3": s3, "ai_service": ai,
+            "timestamp": datetime.now(timezone.utc).isoformat()}
+    return JSONResponse(body, status_code=200 if status != "unhealthy" else 503)
+
+
+handler = lambda_handler(app)

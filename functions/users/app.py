@@ -1,0 +1,38 @@
+"""Users function: the current user's profile."""
+from __future__ import annotations
+
+from shared.app import CurrentSession, CurrentUser, create_app, lambda_handler
+from shared.errors import BadRequest, ValidationFailed
+from shared.models import ChatSession
+from shared.schemas import UserOut, UserUpdateIn
+from shared.security import hash_password, verify_password
+
+app = create_app("users")
+
+
+@app.get("/users/me", response_model=UserOut)
+async def me(user: CurrentUser):
+    return user.public()
+
+
+@app.patch("/users/me", response_model=UserOut)
+async def update_me(body: UserUpdateIn, session: CurrentSession):
+    user, session_id = session
+    changes = body.model_dump(exclude_unset=True, exclude_none=True)
+    current = changes.pop("current_password", None)
+    if not changes:
+        raise ValidationFailed("Nothing to update: send name, email or password")
+    if "password" in changes or "email" in changes:
+        if current is None or not verify_password(current, user.password_hash):
+            raise BadRequest("current_password is required and must be correct to change email or password")
+    if "password" in changes:
+        changes["password_hash"] = hash_password(changes.pop("password"))
+    if "name" in changes:
+        changes["name"] = changes["name"].strip()
+    await user.update(**changes)
+    if "password_hash" in changes:
+        await ChatSession.revoke_all_for_user(user.id, keep=session_id)  # end every other session
+    return user.public()
+
+
+handler = lambda_handler(app)

@@ -1,0 +1,1 @@
+"""IFlyChat's shared code, shipped to every function as the shared-code layer."""

@@ -1,0 +1,120 @@
+"""The one app factory every function uses, its Lambda handler, and the request dependencies
+(the current user, pagination) the routes share."""
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Annotated, Any
+
+import psycopg2
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from mangum import Mangum
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared.errors import ApiError, Unauthorized
+from shared.models import User
+from shared.security import decode_token
+from shared.settings import get_settings
+
+log = logging.getLogger("iflychat")
+logging.getLogger().setLevel(logging.INFO)
+
+
+def _error(status: int, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    return JSONResponse({"detail": detail, **extra}, status_code=status, headers=headers)
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, list[dict[str, Any]]]:
+    problems, parts = [], []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+        where = ".".join(loc) or "body"
+        msg = str(err.get("msg", "is invalid")).removeprefix("Value error, ")
+        if err.get("type") == "json_invalid":
+            where, msg = "body", "is not valid JSON"
+        problems.append({"field": where, "message": msg, "type": err.get("type")})
+        parts.append(f"{where}: {msg}")
+    return "Invalid input - " + "; ".join(parts), problems
+
+
+def create_app(title: str) -> FastAPI:
+    """A FastAPI app with the project's error handling and CORS."""
+    settings = get_settings()
+    app = FastAPI(title=f"IFlyChat {title}", docs_url=None, redoc_url=None)
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc.status_code, exc.detail, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        detail, problems = _validation_message(exc)
+        return _error(422, detail, errors=problems)  # never echo the input: it may hold a password
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else "Request failed"
+        return _error(exc.status_code, detail, getattr(exc, "headers", None))
+
+    @app.exception_handler(psycopg2.OperationalError)
+    async def database_down(_: Request, exc: psycopg2.OperationalError) -> JSONResponse:
+        log.warning("database error: %s", str(exc).strip())
+        return _error(503, "The database is busy or unavailable; please try again shortly")
+
+    @app.exception_handler(Exception)
+    async def bug(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return _error(500, "Internal server error")
+
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=list(settings.frontend_origins),
+        allow_credentials=True,
+        allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
+        allow_headers=["Content-Type", "Authorization"],
+    )
+    return app
+
+
+def lambda_handler(app: FastAPI) -> Mangum:
+    """The Lambda entry point for an app: no lifespan (Mangum would run it on every
+    invocation), and the stage prefix of a named API Gateway stage stripped from the path."""
+    base = get_settings().api_base_path
+    return Mangum(app, lifespan="off", api_gateway_base_path=f"/{base}" if base else "/")
+
+
+# --------------------------------------------------------------------------- dependencies
+
+
+def session_token(request: Request) -> str | None:
+    auth = request.headers.get("authorization", "")
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.cookies.get(get_settings().cookie_name) or None
+
+
+async def current_session(request: Request) -> tuple[User, uuid.UUID]:
+    token = session_token(request)
+    claims = decode_token(token) if token else None
+    if claims is None:
+        raise Unauthorized("Not authenticated" if token is None else "Invalid or expired session")
+    user_id, session_id = claims
+    user = await User.get_by_session(session_id, user_id)
+    if user is None:
+        raise Unauthorized("Session has ended; please log in again")
+    request.state.user_id = str(user.id)
+    return user, session_id
+
+
+async def current_user(session: Annotated[tuple[User, uuid.UUID], Depends(current_session)]) -> User:
+    return session[0]
+
+
+CurrentSession = Annotated[tuple[User, uuid.UUID], Depends(current_session)]
+CurrentUser = Annotated[User, Depends(current_user)]
+Limit = Annotated[int, Query(ge=1, le=200, description="Page size, 1-200")]
+Offset = Annotated[int, Query(ge=0, le=1_000_000, description="Rows to skip")]

@@ -1,0 +1,32 @@
+"""Dependency checks for GET /health: each answers 'healthy', 'unhealthy' or 'not_configured'."""
+from __future__ import annotations
+
+import logging
+
+from shared import db
+from shared.errors import ApiError
+from shared.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+
+async def check_database() -> str:
+    def work(cur):
+        cur.execute("SELECT 1")
+        return cur.fetchone()[0]
+
+    try:
+        return "healthy" if await db.run(work) == 1 else "unhealthy"
+    except (ApiError, Exception) as exc:  # noqa: BLE001 - health reports, it never raises
+        log.warning("health: database check failed: %s", exc)
+        return "unhealthy"
+
+
+def check_s3() -> str:
+    # Configured by the files issue; until then there is no bucket to check.
+    return "not_configured"
+
+
+def check_ai() -> str:
+    s = get_settings()
+    return "configured" if s.openai_api_key else "not_configured"

@@ -1,0 +1,461 @@
+"""The data model: every SQL statement of the application lives here.
+
+Each model is a plain dataclass with async methods. The methods run their SQL through
+`shared.db.run`, which owns the connection, the transaction and the retry rules; ids are
+generated here so a retried insert can never create a second row.
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timedelta, timezone
+from typing import Any, ClassVar, Iterable, TypeVar
+
+import psycopg2.errors
+from psycopg2 import sql
+from psycopg2.extras import Json
+
+from shared import db
+from shared.errors import Conflict, NotFound
+
+M = TypeVar("M", bound="Model")
+
+
+class Model:
+    """What every table's dataclass shares: building from rows and the allow-listed update."""
+
+    table: ClassVar[str]
+    updatable: ClassVar[frozenset[str]]
+
+    @classmethod
+    def columns(cls) -> str:
+        return ", ".join(f.name for f in fields(cls))  # type: ignore[arg-type]
+
+    @classmethod
+    def from_row(cls: type[M], row: Iterable[Any] | None) -> M | None:
+        return None if row is None else cls(*row)  # type: ignore[call-arg]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+    async def update(self: M, **changes: Any) -> M:
+        """Set the given columns (only those in `updatable`) and return the stored row."""
+        unknown = set(changes) - self.updatable
+        if unknown:
+            raise ValueError(f"{type(self).__name__}.update: not updatable: {sorted(unknown)}")
+        if not changes:
+            return self
+        names = sorted(changes)
+        assignments = [sql.SQL("{} = %s").format(sql.Identifier(n)) for n in names]
+        if "updated_at" in {f.name for f in fields(self)}:  # type: ignore[arg-type]
+            assignments.append(sql.SQL("updated_at = now()"))
+        query = sql.SQL("UPDATE {} SET {} WHERE id = %s RETURNING {}").format(
+            sql.Identifier(self.table), sql.SQL(", ").join(assignments), sql.SQL(self.columns())
+        )
+        values = [_adapt(changes[n]) for n in names] + [self.id]  # type: ignore[attr-defined]
+
+        def work(cur):
+            cur.execute(query, values)
+            return cur.fetchone()
+
+        row = await db.run(work)
+        if row is None:
+            raise NotFound(f"{type(self).__name__} not found")
+        fresh = type(self).from_row(row)
+        self.__dict__.update(fresh.__dict__)
+        return self
+
+    async def delete(self) -> bool:
+        query = sql.SQL("DELETE FROM {} WHERE id = %s").format(sql.Identifier(self.table))
+
+        def work(cur):
+            cur.execute(query, (self.id,))  # type: ignore[attr-defined]
+            return cur.rowcount == 1
+
+        return await db.run(work)
+
+
+def _adapt(value: Any) -> Any:
+    return Json(value) if isinstance(value, dict) else value
+
+
+async def _one(cls: type[M], query: str, params: Any) -> M | None:
+    def work(cur):
+        cur.execute(query, params)
+        return cur.fetchone()
+
+    return cls.from_row(await db.run(work))
+
+
+async def _many(cls: type[M], query: str, params: Any) -> list[M]:
+    def work(cur):
+        cur.execute(query, params)
+        return cur.fetchall()
+
+    return [cls(*row) for row in await db.run(work)]  # type: ignore[call-arg]
+
+
+# --------------------------------------------------------------------------- users and sessions
+
+
+@dataclass
+class User(Model):
+    id: uuid.UUID
+    name: str
+    email: str
+    password_hash: str
+    is_active: bool
+    created_at: datetime
+    updated_at: datetime
+
+    table: ClassVar[str] = "users"
+    updatable: ClassVar[frozenset[str]] = frozenset({"name", "email", "password_hash", "is_active"})
+
+    def public(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "email": self.email,
+                "is_active": self.is_active, "created_at": self.created_at}
+
+    @classmethod
+    async def create(cls, name: str, email: str, password_hash: str) -> User:
+        def work(cur):
+            cur.execute(
+                f"INSERT INTO users (id, name, email, password_hash) VALUES (%s, %s, %s, %s) "
+                f"ON CONFLICT (email) DO NOTHING RETURNING {cls.columns()}",
+                (uuid.uuid4(), name, email.lower(), password_hash),
+            )
+            return cur.fetchone()
+
+        row = await db.run(work)
+        if row is None:
+            raise Conflict("An account with this email already exists")
+        return cls(*row)
+
+    @classmethod
+    async def get_by_id(cls, user_id: uuid.UUID) -> User | None:
+        return await _one(cls, f"SELECT {cls.columns()} FROM users WHERE id = %s", (user_id,))
+
+    @classmethod
+    async def get_by_email(cls, email: str) -> User | None:
+        return await _one(cls, f"SELECT {cls.columns()} FROM users WHERE email = %s", (email.strip().lower(),))
+
+    @classmethod
+    async def get_by_session(cls, session_id: uuid.UUID, user_id: uuid.UUID) -> User | None:
+        """The active user behind a live session: the one query every authenticated call makes."""
+        cols = ", ".join(f"u.{f.name}" for f in fields(cls))
+        return await _one(
+            cls,
+            f"SELECT {cols} FROM chat_sessions s JOIN users u ON u.id = s.user_id "
+            "WHERE s.id = %s AND s.user_id = %s AND s.is_active AND s.expires_at > now() AND u.is_active",
+            (session_id, user_id),
+        )
+
+    async def update(self, **changes: Any) -> User:
+        if "email" in changes:
+            changes["email"] = changes["email"].strip().lower()
+        try:
+            return await super().update(**changes)
+        except psycopg2.errors.UniqueViolation:
+            raise Conflict("An account with this email already exists") from None
+
+
+@dataclass
+class ChatSession(Model):
+    id: uuid.UUID
+    user_id: uuid.UUID
+    is_active: bool
+    user_agent: str | None
+    ip_address: str | None
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+
+    table: ClassVar[str] = "chat_sessions"
+    updatable: ClassVar[frozenset[str]] = frozenset({"is_active", "revoked_at"})
+
+    @classmethod
+    async def create(cls, user_id: uuid.UUID, ttl_seconds: int, user_agent: str | None = None,
+                     ip_address: str | None = None) -> ChatSession:
+        expires = datetime.now(timezone.utc) + timedelta(seconds=ttl_seconds)
+        return await _one(
+            cls,
+            f"INSERT INTO chat_sessions (id, user_id, user_agent, ip_address, expires_at) "
+            f"VALUES (%s, %s, %s, %s, %s) RETURNING {cls.columns()}",
+            (uuid.uuid4(), user_id, (user_agent or "")[:500] or None, ip_address, expires),
+        )
+
+    @staticmethod
+    async def revoke(session_id: uuid.UUID) -> None:
+        def work(cur):
+            cur.execute("UPDATE chat_sessions SET is_active = false, revoked_at = now() "
+                        "WHERE id = %s AND is_active", (session_id,))
+
+        await db.run(work)
+
+    @staticmethod
+    async def revoke_all_for_user(user_id: uuid.UUID, keep: uuid.UUID | None = None) -> None:
+        def work(cur):
+            cur.execute("UPDATE chat_sessions SET is_active = false, revoked_at = now() "
+                        "WHERE user_id = %s AND is_active AND id IS DISTINCT FROM %s", (user_id, keep))
+
+        await db.run(work)
+
+
+# --------------------------------------------------------------------------- chats and messages
+
+
+@dataclass
+class Message(Model):
+    id: uuid.UUID
+    chat_id: uuid.UUID
+    type: str
+    content: str
+    file_name: str | None
+    file_url: str | None
+    metadata: dict[str, Any]
+    created_at: datetime
+
+    table: ClassVar[str] = "messages"
+    updatable: ClassVar[frozenset[str]] = frozenset({"content", "file_name", "file_url", "metadata"})
+
+    @classmethod
+    async def create(cls, chat_id: uuid.UUID, type: str, content: str, file_name: str | None = None,
+                     file_url: str | None = None, metadata: dict[str, Any] | None = None) -> Message:
+        return await _one(
+            cls,
+            f"INSERT INTO messages (id, chat_id, type, content, file_name, file_url, metadata) "
+            f"VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING {cls.columns()}",
+            (uuid.uuid4(), chat_id, type, content, file_name, file_url, Json(metadata or {})),
+        )
+
+    @classmethod
+    async def get_by_id(cls, message_id: uuid.UUID) -> Message | None:
+        return await _one(cls, f"SELECT {cls.columns()} FROM messages WHERE id = %s", (message_id,))
+
+    @classmethod
+    async def get_by_chat(cls, chat_id: uuid.UUID, limit: int = 100, offset: int = 0) -> list[Message]:
+        """A chat's messages, oldest first."""
+        return await _many(
+            cls,
+            f"SELECT {cls.columns()} FROM messages WHERE chat_id = %s ORDER BY seq LIMIT %s OFFSET %s",
+            (chat_id, limit, offset),
+        )
+
+
+@dataclass
+class Chat(Model):
+    id: uuid.UUID
+    user_id: uuid.UUID
+    title: str
+    created_at: datetime
+    updated_at: datetime
+    messages: list[Message] = field(default_factory=list)
+
+    table: ClassVar[str] = "chats"
+    updatable: ClassVar[frozenset[str]] = frozenset({"title"})
+
+    @classmethod
+    def columns(cls) -> str:
+        return "id, user_id, title, created_at, updated_at"
+
+    @classmethod
+    async def create(cls, user_id: uuid.UUID, title: str) -> Chat:
+        return await _one(
+            cls,
+            f"INSERT INTO chats (id, user_id, title) VALUES (%s, %s, %s) RETURNING {cls.columns()}",
+            (uuid.uuid4(), user_id, title),
+        )
+
+    @classmethod
+    async def get_by_id(cls, chat_id: uuid.UUID, user_id: uuid.UUID | None = None) -> Chat | None:
+        """The chat, or None when it does not exist or (given user_id) belongs to someone else."""
+        if user_id is None:
+            return await _one(cls, f"SELECT {cls.columns()} FROM chats WHERE id = %s", (chat_id,))
+        return await _one(cls, f"SELECT {cls.columns()} FROM chats WHERE id = %s AND user_id = %s",
+                          (chat_id, user_id))
+
+    @classmethod
+    async def get_by_user(cls, user_id: uuid.UUID, limit: int = 50, offset: int = 0) -> tuple[list[Chat], int]:
+        """One page of the user's chats, latest activity first, and how many they have in all."""
+
+        def work(cur):
+            cur.execute(
+                f"SELECT {cls.columns()}, count(*) OVER () FROM chats WHERE user_id = %s "
+                "ORDER BY updated_at DESC, id DESC LIMIT %s OFFSET %s",
+                (user_id, limit, offset),
+            )
+            rows = cur.fetchall()
+            if rows:
+                return rows, rows[0][-1]
+            if offset == 0:
+                return rows, 0
+            cur.execute("SELECT count(*) FROM chats WHERE user_id = %s", (user_id,))
+            return rows, cur.fetchone()[0]
+
+        rows, total = await db.run(work)
+        return [cls(*row[:-1]) for row in rows], total
+
+    async def get_messages(self, limit: int = 100, offset: int = 0) -> list[Message]:
+        return await Message.get_by_chat(self.id, limit, offset)
+
+
+# --------------------------------------------------------------------------- the conversation
+
+
+@dataclass
+class Turn:
+    type: str
+    content: str
+
+
+async def add_user_message(chat_id: uuid.UUID, user_id: uuid.UUID, content: str, *,
+                           file_name: str | None, file_url: str | None,
+                           metadata: dict[str, Any] | None, history: int) -> tuple[Message, list[Turn]]:
+    """Store the user's message, move the chat to the top, and return the `history` latest
+    earlier turns (oldest first) - all in one statement. NotFound if the chat is not theirs."""
+    cols = Message.columns()
+
+    def work(cur):
+        cur.execute(
+            f"""
+            WITH chat AS (
+                UPDATE chats SET updated_at = now() WHERE id = %(chat)s AND user_id = %(user)s RETURNING id
+            ), earlier AS (
+                SELECT m.type, m.content, m.seq FROM messages m
+                WHERE m.chat_id = (SELECT id FROM chat) ORDER BY m.seq DESC LIMIT %(history)s
+            ), stored AS (
+                INSERT INTO messages (id, chat_id, type, content, file_name, file_url, metadata)
+                SELECT %(id)s, chat.id, 'user', %(content)s, %(file_name)s, %(file_url)s, %(metadata)s FROM chat
+                RETURNING {cols}
+            )
+            SELECT (SELECT row_to_json(stored) FROM stored),
+                   coalesce((SELECT json_agg(json_build_object('type', type, 'content', content) ORDER BY seq)
+                             FROM earlier), '[]'::json)
+            """,
+            {"chat": chat_id, "user": user_id, "history": history, "id": uuid.uuid4(), "content": content,
+             "file_name": file_name, "file_url": file_url, "metadata": Json(metadata or {})},
+        )
+        return cur.fetchone()
+
+    stored, earlier = await db.run(work)
+    if stored is None:
+        raise NotFound("Chat not found")
+    return _message_from_json(stored), [Turn(**t) for t in earlier]
+
+
+def _message_from_json(obj: dict[str, Any]) -> Message:
+    return Message(
+        id=uuid.UUID(obj["id"]), chat_id=uuid.UUID(obj["chat_id"]), type=obj["type"], content=obj["content"],
+        file_name=obj["file_name"], file_url=obj["file_url"], metadata=obj["metadata"],
+        created_at=datetime.fromisoformat(obj["created_at"]),
+    )
+
+
+@dataclass
+class UsageRecord:
+    operation: str
+    provider: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    estimated: bool
+    cost_usd: float = 0.0
+
+
+async def add_bot_reply(chat_id: uuid.UUID, user_id: uuid.UUID, content: str | None,
+                        metadata: dict[str, Any], usage: list[UsageRecord],
+                        new_title: str | None = None) -> Message | None:
+    """Store the AI's reply, its usage rows and (on a first message) the chat's new title in
+    one statement, so they land together or not at all. The reply is None when only usage is
+    recorded (a failed call that still cost tokens); usage survives a chat deleted meanwhile."""
+    cols = Message.columns()
+    usage_rows = [
+        {"id": str(uuid.uuid4()), "operation": u.operation, "provider": u.provider, "model": u.model,
+         "prompt_tokens": int(u.prompt_tokens), "completion_tokens": int(u.completion_tokens),
+         "estimated": bool(u.estimated), "cost_usd": max(0.0, float(u.cost_usd))}
+        for u in usage
+    ]
+
+    def work(cur):
+        cur.execute(
+            f"""
+            WITH chat AS (
+                UPDATE chats SET updated_at = now(), title = coalesce(%(title)s, title)
+                WHERE id = %(chat)s AND user_id = %(user)s RETURNING id
+            ), reply AS (
+                INSERT INTO messages (id, chat_id, type, content, metadata)
+                SELECT %(id)s, chat.id, 'bot', %(content)s, %(metadata)s FROM chat WHERE %(content)s IS NOT NULL
+                RETURNING {cols}
+            ), usage AS (
+                INSERT INTO ai_usage (id, user_id, chat_id, message_id, operation, provider, model,
+                                      prompt_tokens, completion_tokens, total_tokens, estimated, cost_usd)
+                SELECT u.id, %(user)s, (SELECT id FROM chat), (SELECT id FROM reply), u.operation, u.provider,
+                       u.model, u.prompt_tokens, u.completion_tokens, u.prompt_tokens + u.completion_tokens,
+                       u.estimated, u.cost_usd
+                FROM jsonb_to_recordset(%(usage)s) AS u(id uuid, operation text, provider text, model text,
+                     prompt_tokens int, completion_tokens int, estimated boolean, cost_usd numeric)
+                RETURNING 1
+            )
+            SELECT (SELECT row_to_json(reply) FROM reply), (SELECT count(*) FROM usage)
+            """,
+            {"chat": chat_id, "user": user_id, "title": new_title, "id": uuid.uuid4(), "content": content,
+             "metadata": Json(metadata), "usage": Json(usage_rows)},
+        )
+        return cur.fetchone()
+
+    stored, _ = await db.run(work)
+    return None if stored is None else _message_from_json(stored)
+
+
+# --------------------------------------------------------------------------- files
+
+
+@dataclass
+class File(Model):
+    id: uuid.UUID
+    user_id: uuid.UUID
+    original_name: str
+    content_type: str
+    s3_key: str
+    file_size: int
+    status: str
+    processed: bool
+    error: str | None
+    extracted_text: str | None
+    text_truncated: bool
+    created_at: datetime
+    updated_at: datetime
+
+    table: ClassVar[str] = "files"
+    updatable: ClassVar[frozenset[str]] = frozenset(
+        {"status", "processed", "error", "extracted_text", "text_truncated", "file_size", "content_type"}
+    )
+
+    @classmethod
+    async def create(cls, user_id: uuid.UUID, original_name: str, content_type: str, s3_key: str,
+                     file_size: int, *, file_id: uuid.UUID | None = None, status: str = "pending",
+                     processed: bool = False, error: str | None = None, extracted_text: str | None = None,
+                     text_truncated: bool = False) -> File:
+        return await _one(
+            cls,
+            f"INSERT INTO files (id, user_id, original_name, content_type, s3_key, file_size, status, processed,"
+            f" error, extracted_text, text_truncated) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            f" RETURNING {cls.columns()}",
+            (file_id or uuid.uuid4(), user_id, original_name, content_type, s3_key, file_size, status, processed,
+             error, extracted_text, text_truncated),
+        )
+
+    @classmethod
+    async def get_by_id(cls, file_id: uuid.UUID, user_id: uuid.UUID | None = None) -> File | None:
+        if user_id is None:
+            return await _one(cls, f"SELECT {cls.columns()} FROM files WHERE id = %s", (file_id,))
+        return await _one(cls, f"SELECT {cls.columns()} FROM files WHERE id = %s AND user_id = %s",
+                          (file_id, user_id))
+
+    @classmethod
+    async def get_by_user(cls, user_id: uuid.UUID, limit: int = 50, offset: int = 0) -> list[File]:
+        return await _many(
+            cls,
+            f"SELECT {cls.columns()} FROM files WHERE user_id = %s ORDER BY created_at DESC, id DESC "
+            "LIMIT %s OFFSET %s",
+            (user_id, limit, offset),
+        )

@@ -1,0 +1,168 @@
+"""Request and response shapes of the HTTP contract (pydantic v2)."""
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from shared.security import MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def storable(value: str) -> str:
+    """PostgreSQL text cannot hold NUL, and UTF-8 cannot hold a lone surrogate: refuse both."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode (no lone surrogates)") from None
+    return value
+
+
+def _email(value: str) -> str:
+    value = value.strip().lower()
+    if len(value) > 320 or not _EMAIL.match(value):
+        raise ValueError("is not a valid email address")
+    return value
+
+
+def _password(value: str) -> str:
+    if len(value) < MIN_PASSWORD_CHARS:
+        raise ValueError(f"must be at least {MIN_PASSWORD_CHARS} characters")
+    if len(value.encode("utf-8")) > MAX_PASSWORD_BYTES:
+        raise ValueError(f"must be at most {MAX_PASSWORD_BYTES} bytes in UTF-8 (bcrypt's limit)")
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+Text = Annotated[str, AfterValidator(storable)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=255), AfterValidator(storable), AfterValidator(_not_blank)]
+Email = Annotated[str, AfterValidator(storable), AfterValidator(_email)]
+Password = Annotated[str, AfterValidator(storable), AfterValidator(_password)]
+Title = Annotated[str, StringConstraints(min_length=1, max_length=500), AfterValidator(storable), AfterValidator(_not_blank)]
+Content = Annotated[str, StringConstraints(min_length=1, max_length=100_000), AfterValidator(storable), AfterValidator(_not_blank)]
+OptionalShort = Annotated[str, StringConstraints(max_length=2048), AfterValidator(storable)] | None
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=False)
+
+
+class RegisterIn(Body):
+    name: Name
+    email: Email
+    password: Password
+
+
+class LoginIn(Body):
+    # Login checks nothing but shape: a wrong-length password is simply a wrong password (401).
+    email: Annotated[str, StringConstraints(max_length=1000), AfterValidator(storable)]
+    password: Annotated[str, StringConstraints(max_length=1000), AfterValidator(storable)]
+
+
+class UserUpdateIn(Body):
+    name: Name | None = None
+    email: Email | None = None
+    password: Password | None = None
+    current_password: Annotated[str, StringConstraints(max_length=1000)] | None = None
+
+
+class ChatCreateIn(Body):
+    title: Title
+
+
+class ChatRenameIn(Body):
+    title: Title
+
+
+class MessageIn(Body):
+    content: Content
+    file_name: OptionalShort = None
+    file_url: OptionalShort = None
+    file_ids: list[uuid.UUID] | None = Field(default=None, max_length=10)
+    metadata: dict[str, Any] | None = None
+
+
+class ChatNameIn(Body):
+    message: Content
+    file_ids: list[uuid.UUID] | None = Field(default=None, max_length=10)
+    file_content_summary: Annotated[str, StringConstraints(max_length=20_000), AfterValidator(storable)] | None = None
+
+
+class UserOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    email: str
+    is_active: bool
+    created_at: datetime
+
+
+class MessageOut(BaseModel):
+    id: uuid.UUID
+    chat_id: uuid.UUID
+    type: Literal["user", "bot"]
+    content: str
+    file_name: str | None
+    file_url: str | None
+    metadata: dict[str, Any]
+    created_at: datetime
+
+
+class ChatOut(BaseModel):
+    id: uuid.UUID
+    user_id: uuid.UUID
+    title: str
+    created_at: datetime
+    updated_at: datetime
+    messages: list[MessageOut] = []
+
+
+class ChatListOut(BaseModel):
+    chats: list[ChatOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class Envelope(BaseModel):
+    success: bool = True
+    message: str
+    data: dict[str, Any] = {}
+
+
+class LoginOut(BaseModel):
+    success: bool = True
+    message: str
+    user: UserOut
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+
+
+class SendOut(BaseModel):
+    user_message: MessageOut
+    ai_response: MessageOut | None
+    chat_name: str | None
+    processing_time: float
+
+
+class ChatNameOut(BaseModel):
+    suggested_name: str
+    reasoning: str | None = None
+
+
+class HealthOut(BaseModel):
+    status: Literal["healthy", "degraded", "unhealthy"]
+    database: str
+    s3: str
+    ai_service: str
+    timestamp: datetime

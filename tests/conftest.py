@@ -1,0 +1,128 @@
+"""Test fixtures: a fresh throwaway PostgreSQL database per run, the local AI stub, and a client
+that calls each function's real Lambda handler with API Gateway HTTP API (payload 2.0) events."""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from local.ai_stub import AIStub  # noqa: E402
+from tests.lambda_client import LambdaClient  # noqa: E402
+
+_stub = AIStub()
+_embedded = None
+
+
+def _server_url() -> str:
+    global _embedded
+    url = os.environ.get("TEST_DATABASE_URL", "").strip()
+    if url:
+        return url
+    from local import embedded_pg
+
+    _embedded = embedded_pg.start(Path(tempfile.mkdtemp(prefix="iflychat-test-pg-")))
+    return _embedded.url
+
+
+def _with_db(url: str, name: str) -> str:
+    from psycopg2.extensions import make_dsn, parse_dsn
+
+    return make_dsn(**{**parse_dsn(url), "dbname": name})
+
+
+def pytest_configure(config):
+    """Everything the functions read at import time is set here, before any of them loads."""
+    server = _server_url()
+    name = f"iflychat_test_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(server)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    admin.close()
+    config._iflychat_db = (server, name)
+    database_url = _with_db(server, name)
+
+    import init_db
+
+    init_db.init_db(database_url, quiet=True)
+    base_url = _stub.start()
+    os.environ.update({
+        "DATABASE_URL": database_url,
+        "JWT_SECRET": "test-secret-0123456789abcdef0123456789abcdef",
+        "BCRYPT_ROUNDS": "4",
+        "OPENAI_API_KEY": "test-key",
+        "OPENAI_BASE_URL": base_url,
+        "OPENAI_MAX_RETRIES": "0",
+        "OPENAI_TIMEOUT_SECONDS": "3",
+        "FRONTEND_ORIGIN": "http://localhost:5173",
+        "COOKIE_SECURE": "false",
+        "STAGE": "test",
+    })
+    os.environ.pop("API_BASE_PATH", None)
+
+
+def pytest_unconfigure(config):
+    _stub.stop()
+    from shared import db
+
+    db.reset()
+    server, name = getattr(config, "_iflychat_db", (None, None))
+    if server:
+        admin = psycopg2.connect(server)
+        admin.autocommit = True
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+    if _embedded is not None:
+        _embedded.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url() -> str:
+    return os.environ["DATABASE_URL"]
+
+
+@pytest.fixture
+def sql(database_url):
+    """A separate connection for looking at (or tampering with) the database from outside."""
+    conn = psycopg2.connect(database_url)
+    conn.autocommit = True
+
+    def run(query, params=None):
+        with conn.cursor() as cur:
+            cur.execute(query, params)
+            return cur.fetchall() if cur.description else None
+
+    yield run
+    conn.close()
+
+
+@pytest.fixture
+def ai_stub():
+    _stub.reset()
+    yield _stub
+    _stub.reset()
+
+
+@pytest.fixture(scope="session")
+def api() -> LambdaClient:
+    return LambdaClient(ROOT)
+
+
+@pytest.fixture
+def user(api):
+    """A registered, logged-in user: (client, email, password, user_id)."""
+    return api.new_user()
+
+
+@pytest.fixture
+def other_user(api):
+    return api.new_user()

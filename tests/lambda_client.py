@@ -2,7 +2,6 @@
 payload-2.0 events, the way the deployed API does (and the way the local runner does)."""
 from __future__ import annotations
 
-import base64
 import json as jsonlib
 import uuid
 from dataclasses import dataclass, field
@@ -50,14 +49,13 @@ class Context:
 
 class LambdaClient:
     def __init__(self, root: Path):
-        self.router = apigw.Router.from_template(root / "template.yaml", root)
+        self.functions = apigw.InProcess(root / "template.yaml")
 
     def invoke(self, event: dict[str, Any], function: str) -> Response:
-        result = self.router.handler(function)(event, Context())
-        body = result.get("body") or ""
-        raw = base64.b64decode(body) if result.get("isBase64Encoded") else body.encode("utf-8")
-        headers = {k.lower(): v for k, v in (result.get("headers") or {}).items()}
-        return Response(result["statusCode"], headers, list(result.get("cookies") or []), raw)
+        result = self.functions.handler(function)(event, Context())
+        status, pairs, raw = apigw.to_http(result)
+        headers = {k.lower(): v for k, v in pairs if k.lower() != "set-cookie"}
+        return Response(status, headers, list(result.get("cookies") or []), raw)
 
     def request(self, method: str, path: str, *, json: Any = None, body: bytes | str | None = None,
                 headers: dict[str, str] | None = None, query: dict[str, Any] | str | None = None,
@@ -69,15 +67,16 @@ class LambdaClient:
         if token:
             headers["authorization"] = f"Bearer {token}"
         raw_query = query if isinstance(query, str) else urlencode(query or {}, doseq=True)
-        match = self.router.match(method, path)
-        if match is None:
+        route, params, _ = self.functions.match(method, path)
+        if route is None:
             return Response(404, {}, [], b'{"detail": "Not Found"}')
+        pairs = list(headers.items()) + [("cookie", c) for c in cookies or []]
         event = apigw.build_event(
-            method, path, raw_query=raw_query, headers=headers, cookies=cookies or [],
-            body=body.encode("utf-8") if isinstance(body, str) else body,
-            route_key=match.route_key, path_parameters=match.params,
+            method, f"{path}?{raw_query}" if raw_query else path, pairs,
+            body.encode("utf-8") if isinstance(body, str) else (body or b""),
+            route=route, path_parameters=params,
         )
-        return self.invoke(event, match.function)
+        return self.invoke(event, route.function)
 
     def new_user(self, password: str = "correct horse battery") -> "UserSession":
         email = f"user-{uuid.uuid4().hex[:10]}@example.com"

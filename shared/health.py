@@ -23,8 +23,11 @@ async def check_database() -> str:
 
 
 def check_s3() -> str:
-    # Configured by the files issue; until then there is no bucket to check.
-    return "not_configured"
+    if not get_settings().s3_bucket:
+        return "not_configured"  # and boto3 is never imported
+    from shared import storage
+
+    return storage.check()
 
 
 def check_ai() -> str:

@@ -95,6 +95,28 @@ async def _many(cls: type[M], query: str, params: Any) -> list[M]:
     return [cls(*row) for row in await db.run(work)]  # type: ignore[call-arg]
 
 
+async def _page(cls: type[M], order: str, user_id: uuid.UUID, limit: int, offset: int) -> tuple[list[M], int]:
+    """One page of a user's rows of cls's table in `order` (a constant), and the user's total."""
+    table = cls.table
+
+    def work(cur):
+        cur.execute(
+            f"SELECT {cls.columns()}, count(*) OVER () FROM {table} WHERE user_id = %s "
+            f"ORDER BY {order} LIMIT %s OFFSET %s",
+            (user_id, limit, offset),
+        )
+        rows = cur.fetchall()
+        if rows:
+            return rows, rows[0][-1]
+        if offset == 0:
+            return rows, 0
+        cur.execute(f"SELECT count(*) FROM {table} WHERE user_id = %s", (user_id,))
+        return rows, cur.fetchone()[0]
+
+    rows, total = await db.run(work)
+    return [cls(*row[:-1]) for row in rows], total  # type: ignore[call-arg]
+
+
 # --------------------------------------------------------------------------- users and sessions
 
 
@@ -276,23 +298,7 @@ class Chat(Model):
     @classmethod
     async def get_by_user(cls, user_id: uuid.UUID, limit: int = 50, offset: int = 0) -> tuple[list[Chat], int]:
         """One page of the user's chats, latest activity first, and how many they have in all."""
-
-        def work(cur):
-            cur.execute(
-                f"SELECT {cls.columns()}, count(*) OVER () FROM chats WHERE user_id = %s "
-                "ORDER BY updated_at DESC, id DESC LIMIT %s OFFSET %s",
-                (user_id, limit, offset),
-            )
-            rows = cur.fetchall()
-            if rows:
-                return rows, rows[0][-1]
-            if offset == 0:
-                return rows, 0
-            cur.execute("SELECT count(*) FROM chats WHERE user_id = %s", (user_id,))
-            return rows, cur.fetchone()[0]
-
-        rows, total = await db.run(work)
-        return [cls(*row[:-1]) for row in rows], total
+        return await _page(cls, "updated_at DESC, id DESC", user_id, limit, offset)
 
     async def get_messages(self, limit: int = 100, offset: int = 0) -> list[Message]:
         return await Message.get_by_chat(self.id, limit, offset)
@@ -424,25 +430,48 @@ class File(Model):
     text_truncated: bool
     created_at: datetime
     updated_at: datetime
+    chat_id: uuid.UUID | None = None
 
     table: ClassVar[str] = "files"
     updatable: ClassVar[frozenset[str]] = frozenset(
         {"status", "processed", "error", "extracted_text", "text_truncated", "file_size", "content_type"}
     )
 
+    @property
+    def file_url(self) -> str:
+        """The stable URL the front end keeps (and sends back with a message); it redirects to a
+        short-lived presigned download."""
+        return f"/files/{self.id}/download"
+
+    def public(self, *, with_text: bool = False) -> dict[str, Any]:
+        """The contract's File (the upload response), plus status details; the text on request."""
+        out = {"id": self.id, "original_name": self.original_name, "content_type": self.content_type,
+               "file_url": self.file_url, "file_size": self.file_size, "processed": self.processed,
+               "created_at": self.created_at, "status": self.status, "error": self.error,
+               "text_truncated": self.text_truncated, "chat_id": self.chat_id}
+        if with_text:
+            out["extracted_text"] = self.extracted_text
+        return out
+
     @classmethod
     async def create(cls, user_id: uuid.UUID, original_name: str, content_type: str, s3_key: str,
                      file_size: int, *, file_id: uuid.UUID | None = None, status: str = "pending",
                      processed: bool = False, error: str | None = None, extracted_text: str | None = None,
-                     text_truncated: bool = False) -> File:
-        return await _one(
+                     text_truncated: bool = False, chat_id: uuid.UUID | None = None) -> File:
+        """Insert the file's row; NotFound if chat_id is given and is not one of the user's chats."""
+        row = await _one(
             cls,
             f"INSERT INTO files (id, user_id, original_name, content_type, s3_key, file_size, status, processed,"
-            f" error, extracted_text, text_truncated) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            f" error, extracted_text, text_truncated, chat_id)"
+            f" SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s"
+            f" WHERE %s::uuid IS NULL OR EXISTS (SELECT 1 FROM chats WHERE id = %s AND user_id = %s)"
             f" RETURNING {cls.columns()}",
             (file_id or uuid.uuid4(), user_id, original_name, content_type, s3_key, file_size, status, processed,
-             error, extracted_text, text_truncated),
+             error, extracted_text, text_truncated, chat_id, chat_id, chat_id, user_id),
         )
+        if row is None:
+            raise NotFound("Chat not found")
+        return row
 
     @classmethod
     async def get_by_id(cls, file_id: uuid.UUID, user_id: uuid.UUID | None = None) -> File | None:
@@ -452,10 +481,14 @@ class File(Model):
                           (file_id, user_id))
 
     @classmethod
-    async def get_by_user(cls, user_id: uuid.UUID, limit: int = 50, offset: int = 0) -> list[File]:
-        return await _many(
-            cls,
-            f"SELECT {cls.columns()} FROM files WHERE user_id = %s ORDER BY created_at DESC, id DESC "
-            "LIMIT %s OFFSET %s",
-            (user_id, limit, offset),
-        )
+    async def get_by_user(cls, user_id: uuid.UUID, limit: int = 50, offset: int = 0) -> tuple[list[File], int]:
+        """One page of the user's files, newest first, and how many they have in all."""
+        return await _page(cls, "created_at DESC, id DESC", user_id, limit, offset)
+
+    @staticmethod
+    async def keys_of_chat(chat_id: uuid.UUID) -> list[str]:
+        def work(cur):
+            cur.execute("SELECT s3_key FROM files WHERE chat_id = %s", (chat_id,))
+            return [r[0] for r in cur.fetchall()]
+
+        return await db.run(work)

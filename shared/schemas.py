@@ -99,6 +99,16 @@ class ChatNameIn(Body):
     file_content_summary: Annotated[str, StringConstraints(max_length=20_000), AfterValidator(storable)] | None = None
 
 
+class PresignIn(Body):
+    file_name: Annotated[str, StringConstraints(min_length=1, max_length=255), AfterValidator(storable)]
+    file_size: int = Field(ge=0, description="The file's size in bytes; the upload may not exceed it")
+    chat_id: uuid.UUID | None = None
+
+
+class DeleteAccountIn(Body):
+    password: Annotated[str, StringConstraints(max_length=1000)]
+
+
 class UserOut(BaseModel):
     id: uuid.UUID
     name: str
@@ -158,6 +168,36 @@ class SendOut(BaseModel):
 class ChatNameOut(BaseModel):
     suggested_name: str
     reasoning: str | None = None
+
+
+class FileOut(BaseModel):
+    id: uuid.UUID
+    original_name: str
+    content_type: str
+    file_url: str
+    file_size: int
+    processed: bool
+    created_at: datetime
+    status: Literal["pending", "processed", "failed"]
+    error: str | None
+    text_truncated: bool
+    chat_id: uuid.UUID | None
+
+
+class FileDetailOut(FileOut):
+    extracted_text: str | None
+
+
+class PresignedUpload(BaseModel):
+    url: str
+    fields: dict[str, str]
+    expires_in: int
+    max_bytes: int
+
+
+class PresignOut(BaseModel):
+    file: FileOut
+    upload: PresignedUpload
 
 
 class HealthOut(BaseModel):

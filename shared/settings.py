@@ -45,6 +45,16 @@ class Settings:
     )
     ai_context_messages: int = 20
     ai_max_tokens: int = 1024
+    # Files. A direct upload travels base64-encoded inside the Lambda event (6 MB cap), so
+    # 4 MiB is the largest file that fits with room to spare; bigger ones use POST /files/presign.
+    s3_bucket: str = ""
+    s3_prefix: str = "users/"
+    s3_endpoint_url: str = ""
+    aws_region: str = "us-east-1"
+    max_upload_bytes: int = 4 * 1024 * 1024
+    max_presigned_upload_bytes: int = 50 * 1024 * 1024
+    presigned_url_ttl_seconds: int = 300
+    extract_max_chars: int = 200_000
 
 
 @lru_cache(maxsize=1)
@@ -74,4 +84,12 @@ def get_settings() -> Settings:
         ai_system_prompt=_env("AI_SYSTEM_PROMPT", Settings.ai_system_prompt),
         ai_context_messages=int(_env("AI_CONTEXT_MESSAGES", "20")),
         ai_max_tokens=int(_env("AI_MAX_TOKENS", "1024")),
+        s3_bucket=_env("S3_BUCKET", ""),
+        s3_prefix=_env("S3_PREFIX", "users/").strip("/") + "/",
+        s3_endpoint_url=_env("S3_ENDPOINT_URL", ""),
+        aws_region=_env("AWS_REGION", _env("AWS_DEFAULT_REGION", "us-east-1")),
+        max_upload_bytes=int(_env("MAX_UPLOAD_BYTES", str(Settings.max_upload_bytes))),
+        max_presigned_upload_bytes=int(_env("MAX_PRESIGNED_UPLOAD_BYTES", str(Settings.max_presigned_upload_bytes))),
+        presigned_url_ttl_seconds=int(_env("PRESIGNED_URL_TTL_SECONDS", "300")),
+        extract_max_chars=int(_env("EXTRACT_MAX_CHARS", str(Settings.extract_max_chars))),
     )

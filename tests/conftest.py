@@ -19,6 +19,8 @@ from tests.lambda_client import LambdaClient  # noqa: E402
 
 _stub = AIStub()
 _embedded = None
+_aws = None
+TEST_BUCKET = "iflychat-test-files"
 
 
 def _server_url() -> str:
@@ -65,12 +67,29 @@ def pytest_configure(config):
         "FRONTEND_ORIGIN": "http://localhost:5173",
         "COOKIE_SECURE": "false",
         "STAGE": "test",
+        # S3 is moto's in-process mock for the whole run: nothing can reach real AWS.
+        "S3_BUCKET": TEST_BUCKET,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
     })
-    os.environ.pop("API_BASE_PATH", None)
+    for name in ("API_BASE_PATH", "S3_ENDPOINT_URL", "AWS_PROFILE", "S3_PREFIX"):
+        os.environ.pop(name, None)
+    global _aws
+    import boto3
+    from moto import mock_aws
+
+    _aws = mock_aws()
+    _aws.start()
+    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=TEST_BUCKET)
 
 
 def pytest_unconfigure(config):
     _stub.stop()
+    if _aws is not None:
+        _aws.stop()
     from shared import db
 
     db.reset()
@@ -110,6 +129,14 @@ def ai_stub():
     _stub.reset()
     yield _stub
     _stub.reset()
+
+
+@pytest.fixture
+def s3():
+    """A boto3 client on the mocked S3 (the functions' own client is shared.storage.client())."""
+    import boto3
+
+    return boto3.client("s3", region_name="us-east-1")
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ import uuid
 from shared.app import CurrentUser, Limit, Offset, create_app, lambda_handler
 from shared.chat_service import name_chat
 from shared.errors import NotFound
+from shared.file_service import delete_chat as delete_chat_and_files
 from shared.models import Chat
 from shared.schemas import ChatCreateIn, ChatListOut, ChatNameIn, ChatNameOut, ChatOut, ChatRenameIn, Envelope
 
@@ -52,7 +53,7 @@ async def suggest_name(chat_id: uuid.UUID, body: ChatNameIn, user: CurrentUser):
 @app.delete("/chats/{chat_id}", response_model=Envelope)
 async def delete_chat(chat_id: uuid.UUID, user: CurrentUser):
     chat = await owned_chat(chat_id, user)
-    await chat.delete()
+    await delete_chat_and_files(chat)
     return Envelope(message="Chat deleted", data={"chat_id": str(chat.id)})
 
 

@@ -1,10 +1,11 @@
-"""Users function: the current user's profile."""
+"""Users function: the current user's profile, and deleting the account."""
 from __future__ import annotations
 
 from shared.app import CurrentSession, CurrentUser, create_app, lambda_handler
 from shared.errors import BadRequest, ValidationFailed
+from shared.file_service import delete_account
 from shared.models import ChatSession
-from shared.schemas import UserOut, UserUpdateIn
+from shared.schemas import DeleteAccountIn, Envelope, UserOut, UserUpdateIn
 from shared.security import hash_password, verify_password
 
 app = create_app("users")
@@ -33,6 +34,15 @@ async def update_me(body: UserUpdateIn, session: CurrentSession):
     if "password_hash" in changes:
         await ChatSession.revoke_all_for_user(user.id, keep=session_id)  # end every other session
     return user.public()
+
+
+@app.delete("/users/me", response_model=Envelope)
+async def delete_me(body: DeleteAccountIn, user: CurrentUser):
+    """Delete the account: every file in S3, then the user and (by cascade) all their rows."""
+    if not verify_password(body.password, user.password_hash):
+        raise BadRequest("password is required and must be correct to delete the account")
+    await delete_account(user)
+    return Envelope(message="Account deleted", data={"user_id": str(user.id)})
 
 
 handler = lambda_handler(app)

@@ -65,8 +65,10 @@ class LocalS3:
             pages = client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket)
             return {o["Key"]: (o["ETag"], o["Size"]) for page in pages for o in page.get("Contents", [])}
 
+        seen = listing()  # before returning: what is there now is not new
+
         def loop() -> None:
-            seen = listing()
+            nonlocal seen
             while not stop.wait(interval):
                 try:
                     now = listing()

@@ -63,6 +63,7 @@ class Function:
     handler: str  # e.g. app.handler
     timeout: float
     memory_mb: int
+    s3_triggered: bool = False  # has S3 events (the file processor): the local S3's watch invokes it
 
 
 @dataclass(frozen=True)
@@ -184,7 +185,8 @@ def load_template(path: Path | str = REPO_ROOT / "template.yaml", env: dict[str,
             if (ev or {}).get("Type") == "HttpApi"
         ]
         http_events = [p for p in http_events if p.get("Path") and p.get("Method")]
-        if not http_events:
+        s3_triggered = any((ev or {}).get("Type") == "S3" for ev in (props.get("Events") or {}).values())
+        if not http_events and not s3_triggered:
             continue
         code_uri = _resolve(props.get("CodeUri", globals_fn.get("CodeUri")), params)
         handler = _resolve(props.get("Handler", globals_fn.get("Handler")), params)
@@ -196,6 +198,7 @@ def load_template(path: Path | str = REPO_ROOT / "template.yaml", env: dict[str,
             handler=handler,
             timeout=float(_resolve(props.get("Timeout", globals_fn.get("Timeout", 3)), params) or 3),
             memory_mb=int(_resolve(props.get("MemorySize", globals_fn.get("MemorySize", 128)), params) or 128),
+            s3_triggered=s3_triggered,
         )
         for p in http_events:
             method = str(_resolve(p["Method"], params)).upper()

@@ -10,6 +10,9 @@ What it does, in order:
   3. OPENAI_API_KEY unset/empty: start local.ai_stub in-process, export OPENAI_BASE_URL and a dummy
      OPENAI_API_KEY, and say loudly that answers come from the stub.
   4. JWT_SECRET unset: a dev secret. COOKIE_SECURE defaults to false (plain http).
+     S3_BUCKET unset: start local.s3 (moto's S3 server in-process, bucket created, objects in
+     memory), export S3_BUCKET/S3_ENDPOINT_URL and dummy credentials, and hand every new object
+     to the S3-triggered functions (the file processor) as an S3 event, as the bucket would.
   5. Read template.yaml: every AWS::Serverless::Function with HttpApi events gives routes
      (method + path, e.g. POST /chats/{chat_id}/messages) and the HttpApi's CorsConfiguration
      gives CORS. Nothing is hard-coded.
@@ -346,6 +349,7 @@ class LocalRunner:
         self.workers: dict[str, FunctionWorker] = {}
         self.pg = None  # local.embedded_pg.EmbeddedPostgres when we started one
         self.stub = None  # local.ai_stub.AIStub when we started one
+        self.s3 = None  # local.s3.LocalS3 when we started one
         self._http: _HTTPServer | None = None
         self._http_thread: threading.Thread | None = None
         self.url: str | None = None
@@ -364,6 +368,8 @@ class LocalRunner:
             self._http.runner = self
             self.port = self._http.server_address[1]
             self.url = f"http://{self.host}:{self.port}"
+            if self.s3 is not None:
+                self.s3.watch(self._on_s3_event)
             if self.warm:
                 self._warm_all()
             self._http_thread = threading.Thread(target=self._http.serve_forever, kwargs={"poll_interval": 0.2},
@@ -407,6 +413,25 @@ class LocalRunner:
             env["JWT_SECRET"] = DEV_JWT_SECRET
             self.log("JWT_SECRET is not set: using a fixed DEV secret (never use it in production).")
         env.setdefault("COOKIE_SECURE", "false")
+        if not env.get("S3_BUCKET"):
+            from local import s3 as local_s3
+
+            self.s3 = local_s3.start()
+            env.update(self.s3.env())
+            self.log(f"S3_BUCKET is not set: files go to a LOCAL in-memory S3 (moto) at {self.s3.endpoint_url}, "
+                     f"bucket {self.s3.bucket}; they are gone when the runner stops.")
+        else:
+            self.log(f"Using S3_BUCKET={env['S3_BUCKET']} from the environment.")
+
+    def _on_s3_event(self, event: dict) -> None:
+        """An object landed in the local bucket: invoke the S3-triggered functions, as S3 would."""
+        key = event["Records"][0]["s3"]["object"]["key"]
+        for worker in self.workers.values():
+            if worker.fn.s3_triggered:
+                started = time.perf_counter()
+                result = worker.invoke(event, str(uuid.uuid4()))
+                ms = (time.perf_counter() - started) * 1000
+                self.log(f"S3 ObjectCreated {key} {ms:.1f}ms {worker.fn.name}: {json.dumps(result)[:200]}")
 
     def _warm_all(self) -> None:
         results: dict[str, str | None] = {}
@@ -521,6 +546,9 @@ class LocalRunner:
         stub, self.stub = self.stub, None
         if stub is not None:
             stub.stop()
+        s3, self.s3 = self.s3, None
+        if s3 is not None:
+            s3.stop()
         pg, self.pg = self.pg, None
         if pg is not None:
             self.log("Stopping the embedded PostgreSQL ...")

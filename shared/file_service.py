@@ -5,8 +5,10 @@ Ordering rules, so that nothing is ever orphaned beyond what a retry cleans up:
 - An upload is checked and extracted in memory, then stored in S3, then recorded in one INSERT;
   if the INSERT fails the object is deleted again (and if even that fails, it sits under the
   user's prefix, which deleting the account removes whole).
-- A presigned upload's row (`pending`) exists before the browser gets the form, so an object
-  that lands with no row belongs to nobody (its file or user was deleted) and is deleted.
+- A presigned upload's row (`pending`) exists before the browser gets the form, so a presigned
+  object that lands with no row belongs to nobody (its file or user was deleted) and is deleted.
+  S3 also reports direct uploads, possibly before their INSERT: those carry a metadata mark
+  (storage.DIRECT_UPLOAD) that a presigned POST cannot set, and the processor leaves them alone.
 - Deleting removes the S3 objects first, then the rows. If S3 fails, nothing changed and the
   call can be repeated; if the database fails after S3, the rows remain (pointing at nothing)
   and repeating the call finishes the job, because deleting an absent object succeeds.
@@ -60,13 +62,11 @@ async def _check_chat(chat_id: uuid.UUID | None, user_id: uuid.UUID) -> None:
 
 
 async def read_upload(request: Request) -> tuple[str, bytes, uuid.UUID | None]:
-    """(file name, bytes, chat_id) of a multipart upload with a part named `file`. The size is
-    checked on the Content-Length and on the body before anything is parsed or stored."""
+    """(file name, bytes, chat_id) of a multipart upload with a part named `file`. The body's
+    size is checked before it is parsed, the file's before anything is stored. (On Lambda the
+    body is already in memory, decoded from base64 by Mangum: there is nothing to stream.)"""
     limit = get_settings().max_upload_bytes
     too_large = _too_large(limit, "; upload bigger files through POST /files/presign")
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit + MULTIPART_OVERHEAD:
-        raise too_large
     body = await request.body()
     if len(body) > limit + MULTIPART_OVERHEAD:
         raise too_large
@@ -152,14 +152,17 @@ async def process_object(key: str) -> str:
     s = get_settings()
     file_id = storage.file_id_from_key(key)
     file = await File.get_by_id(file_id) if file_id else None
+    found_object = await asyncio.to_thread(storage.head, key)
+    if found_object is None:
+        return "skipped: the object is gone"
     if file is None or file.s3_key != key:
+        if found_object.direct_upload:  # its upload call records it (or deletes it if it cannot)
+            return "skipped: a direct upload"
         await asyncio.to_thread(storage.delete, key)
         return "deleted: no file record owns this object"
     if file.status != "pending":
         return f"skipped: already {file.status}"
-    size = await asyncio.to_thread(storage.size, key)
-    if size is None:
-        return "skipped: the object is gone"
+    size = found_object.size
     content_type = file.content_type
     if size == 0:
         found = extract.Extraction(None, False, "The file is empty")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -85,20 +86,33 @@ def _call(action: str, fn, /, **kw) -> Any:
         raise _unavailable(action, exc) from exc
 
 
+# Objects the upload call stores carry this metadata; a presigned POST cannot add it (S3 refuses
+# form fields its policy does not name), so the processor can tell the two kinds apart.
+DIRECT_UPLOAD = {"origin": "direct-upload"}
+
+
 def put(key: str, data: bytes, content_type: str) -> None:
-    _call("upload", client().put_object, Key=key, Body=data, ContentType=content_type)
+    """Store a directly uploaded file (marked as such: the S3 event processor leaves it alone)."""
+    _call("upload", client().put_object, Key=key, Body=data, ContentType=content_type, Metadata=DIRECT_UPLOAD)
 
 
 def get(key: str) -> bytes:
     return _call("download", client().get_object, Key=key)["Body"].read()
 
 
-def size(key: str) -> int | None:
-    """The object's size, or None when it does not exist."""
+@dataclass(frozen=True)
+class Head:
+    size: int
+    direct_upload: bool
+
+
+def head(key: str) -> Head | None:
+    """The object's size and whether the upload call stored it, or None when it does not exist."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        return int(client().head_object(Bucket=bucket(), Key=key)["ContentLength"])
+        found = client().head_object(Bucket=bucket(), Key=key)
+        return Head(int(found["ContentLength"]), found.get("Metadata") == DIRECT_UPLOAD)
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
             return None

@@ -33,7 +33,7 @@ def keys_of(s3, user) -> list[str]:
 
 def process(api, key: str) -> dict:
     """Deliver an S3 ObjectCreated event for `key` to the file processor's handler."""
-    return api.router.handler("FileProcessorFunction")(s3_event(TEST_BUCKET, key, 0), Context())
+    return api.functions.handler("FileProcessorFunction")(s3_event(TEST_BUCKET, key, 0), Context())
 
 
 # --------------------------------------------------------------------------- the whole path
@@ -170,9 +170,7 @@ def test_too_large_is_413_before_anything_is_stored(user, s3, sql):
     assert limit == 4 * MB
     res = upload(user, "big.txt", b"a" * (limit + 1))
     assert res.status == 413 and "presign" in res.json()["detail"]
-    # A declared Content-Length over the limit is refused without reading the body.
-    body, headers = make.multipart("small.txt", b"small")
-    res = user.post("/files/upload", body=body, headers={**headers, "content-length": str(limit * 2)})
+    res = upload(user, "big.txt", b"a" * (limit + 64 * 1024))  # over the limit with the multipart overhead too
     assert res.status == 413
     assert keys_of(s3, user) == []
     assert sql("SELECT count(*) FROM files WHERE user_id = %s", (user.id,)) == [(0,)]
@@ -267,6 +265,17 @@ def test_object_nobody_owns_is_deleted_by_the_processor(api, s3, user):
         s3.put_object(Bucket=TEST_BUCKET, Key=key, Body=b"late upload")
         assert process(api, key)["outcomes"] == ["deleted: no file record owns this object"]
         assert s3.list_objects_v2(Bucket=TEST_BUCKET, Prefix=key).get("KeyCount") == 0
+    assert process(api, f"users/{user.id}/{uuid.uuid4()}")["outcomes"] == ["skipped: the object is gone"]
+
+
+def test_processor_leaves_direct_uploads_alone(api, s3, user):
+    # S3 reports a direct upload too, maybe before the upload call has inserted its row.
+    key = storage.key_for(user.id, uuid.uuid4())
+    storage.put(key, b"just stored", "text/plain")
+    assert process(api, key)["outcomes"] == ["skipped: a direct upload"]
+    assert s3.get_object(Bucket=TEST_BUCKET, Key=key)["Body"].read() == b"just stored"
+    f = upload(user, "done.txt", b"recorded").json()
+    assert process(api, f"users/{user.id}/{f['id']}")["outcomes"] == ["skipped: already processed"]
 
 
 @pytest.mark.parametrize("body,status", [

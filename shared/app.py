@@ -14,8 +14,8 @@ from fastapi.responses import JSONResponse
 from mangum import Mangum
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared.errors import ApiError, Unauthorized
-from shared.models import User
+from shared.errors import ApiError, SessionEnded, Unauthorized
+from shared.models import Caller, User
 from shared.security import decode_token
 from shared.settings import get_settings
 
@@ -97,23 +97,30 @@ def session_token(request: Request) -> str | None:
     return request.cookies.get(get_settings().cookie_name) or None
 
 
-async def current_session(request: Request) -> tuple[User, uuid.UUID]:
+async def current_caller(request: Request) -> Caller:
+    """Who the request's token names; its session is checked by the query that uses it."""
     token = session_token(request)
     claims = decode_token(token) if token else None
     if claims is None:
         raise Unauthorized("Not authenticated" if token is None else "Invalid or expired session")
-    user_id, session_id = claims
-    user = await User.get_by_session(session_id, user_id)
+    request.state.user_id = str(claims[0])
+    return Caller(*claims)
+
+
+async def current_session(caller: Annotated[Caller, Depends(current_caller)]) -> tuple[User, uuid.UUID]:
+    user = await User.get_by_session(caller)
     if user is None:
-        raise Unauthorized("Session has ended; please log in again")
-    request.state.user_id = str(user.id)
-    return user, session_id
+        raise SessionEnded()
+    return user, caller.session_id
 
 
 async def current_user(session: Annotated[tuple[User, uuid.UUID], Depends(current_session)]) -> User:
     return session[0]
 
 
+# CurrentCaller for routes whose model methods take a Caller (one round trip); CurrentUser and
+# CurrentSession for routes that need the user's row itself (one more).
+CurrentCaller = Annotated[Caller, Depends(current_caller)]
 CurrentSession = Annotated[tuple[User, uuid.UUID], Depends(current_session)]
 CurrentUser = Annotated[User, Depends(current_user)]
 Limit = Annotated[int, Query(ge=1, le=200, description="Page size, 1-200")]

@@ -32,6 +32,9 @@ T = TypeVar("T")
 Cursor = psycopg2.extensions.cursor
 
 _conn: psycopg2.extensions.connection | None = None
+# Statements this process has sent to the server, each one round trip (BEGIN and COMMIT count).
+# Read by the round-trip tests and the benchmark; never reset.
+statements_sent = 0
 # Lambda runs one invocation at a time per container, so this lock is never contended there;
 # it makes the same connection safe for the local runner and tests, which use threads.
 _lock = threading.RLock()
@@ -91,6 +94,8 @@ class _CountingCursor(psycopg2.extensions.cursor):
     completed = 0
 
     def execute(self, query, vars=None):  # noqa: A002 - psycopg2's own signature
+        global statements_sent
+        statements_sent += 1
         result = super().execute(query, vars)
         self.completed += 1
         return result
@@ -116,7 +121,7 @@ def run_sync(work: Callable[..., T], *args: Any, transaction: bool = False) -> T
                 if not _lost(conn, exc):
                     if transaction and not conn.closed:
                         try:
-                            conn.cursor().execute("ROLLBACK")
+                            conn.cursor(cursor_factory=_CountingCursor).execute("ROLLBACK")
                         except Exception:  # noqa: BLE001 - a rollback that fails drops the connection
                             reset()
                     raise
@@ -134,5 +139,15 @@ def run_sync(work: Callable[..., T], *args: Any, transaction: bool = False) -> T
 
 
 async def run(work: Callable[..., T], *args: Any, transaction: bool = False) -> T:
-    """The async face of `run_sync` used by the models (see DB_OFFLOAD in the README)."""
+    """The async face of `run_sync` used by the models.
+
+    DB_OFFLOAD=inline (the default) runs it right here, blocking the event loop for the length of
+    the query; DB_OFFLOAD=thread runs it in a worker thread. Lambda gives each container one
+    request at a time, and so do the local runner's workers and the tests' handler client: while
+    the query runs, the loop has nothing else to serve, and the thread hop would cost more than a
+    typical query (measured in bench/). An app served to concurrent requests on one event loop
+    (uvicorn, say) sets DB_OFFLOAD=thread so that one request's query does not stall the others.
+    """
+    if get_settings().db_offload == "inline":
+        return run_sync(work, *args, transaction=transaction)
     return await asyncio.to_thread(run_sync, work, *args, transaction=transaction)

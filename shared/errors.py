@@ -23,6 +23,10 @@ class Unauthorized(ApiError):
     default_detail = "Not authenticated"
 
 
+class SessionEnded(Unauthorized):
+    default_detail = "Session has ended; please log in again"
+
+
 class NotFound(ApiError):
     status_code = 404
     default_detail = "Not found"

@@ -16,7 +16,7 @@ from psycopg2 import sql
 from psycopg2.extras import Json
 
 from shared import db
-from shared.errors import Conflict, NotFound
+from shared.errors import Conflict, NotFound, SessionEnded
 
 M = TypeVar("M", bound="Model")
 
@@ -30,6 +30,11 @@ class Model:
     @classmethod
     def columns(cls) -> str:
         return ", ".join(f.name for f in fields(cls))  # type: ignore[arg-type]
+
+    @classmethod
+    def qualified(cls, alias: str) -> str:
+        """The columns, each prefixed with a table alias: "u.id, u.name, ..."."""
+        return ", ".join(f"{alias}.{name}" for name in cls.columns().split(", "))
 
     @classmethod
     def from_row(cls: type[M], row: Iterable[Any] | None) -> M | None:
@@ -117,6 +122,42 @@ async def _page(cls: type[M], order: str, user_id: uuid.UUID, limit: int, offset
     return [cls(*row[:-1]) for row in rows], total  # type: ignore[call-arg]
 
 
+# --------------------------------------------------------------------------- who is calling
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The user and session a request's token names. The token's signature is checked, the
+    session is not yet: the model methods that take a Caller check it in their own statement
+    (see `_for_caller`), so an authenticated read is one round trip."""
+
+    user_id: uuid.UUID
+    session_id: uuid.UUID
+
+
+# A live session of an active user (aliases s and u; parameters %(session)s and %(user)s).
+_LIVE = "s.id = %(session)s AND s.user_id = %(user)s AND s.is_active AND s.expires_at > now() AND u.is_active"
+_LIVE_SESSION = f"EXISTS (SELECT 1 FROM chat_sessions s JOIN users u ON u.id = s.user_id WHERE {_LIVE})"
+
+
+async def _for_caller(caller: Caller, query: str, params: dict[str, Any]) -> list[tuple]:
+    """Run `query` (named parameters; %(user)s is the caller) and the session check as one
+    statement. SessionEnded (401) when the session is not live; otherwise the query's rows. The
+    query's first column must never be NULL (a row of NULLs stands for "no rows")."""
+
+    def work(cur):
+        cur.execute(
+            f"SELECT me.live, q.* FROM (SELECT {_LIVE_SESSION} AS live) me LEFT JOIN LATERAL ({query}) q ON me.live",
+            {**params, "user": caller.user_id, "session": caller.session_id},
+        )
+        return cur.fetchall()
+
+    rows = await db.run(work)
+    if not rows[0][0]:
+        raise SessionEnded()
+    return [row[1:] for row in rows if row[1] is not None]
+
+
 # --------------------------------------------------------------------------- users and sessions
 
 
@@ -161,15 +202,10 @@ class User(Model):
         return await _one(cls, f"SELECT {cls.columns()} FROM users WHERE email = %s", (email.strip().lower(),))
 
     @classmethod
-    async def get_by_session(cls, session_id: uuid.UUID, user_id: uuid.UUID) -> User | None:
-        """The active user behind a live session: the one query every authenticated call makes."""
-        cols = ", ".join(f"u.{f.name}" for f in fields(cls))
-        return await _one(
-            cls,
-            f"SELECT {cols} FROM chat_sessions s JOIN users u ON u.id = s.user_id "
-            "WHERE s.id = %s AND s.user_id = %s AND s.is_active AND s.expires_at > now() AND u.is_active",
-            (session_id, user_id),
-        )
+    async def get_by_session(cls, caller: Caller) -> User | None:
+        """The active user behind a live session (for routes that need the whole user)."""
+        return await _one(cls, f"SELECT {cls.qualified('u')} FROM chat_sessions s JOIN users u ON u.id = s.user_id WHERE {_LIVE}",
+                          {"user": caller.user_id, "session": caller.session_id})
 
     async def update(self, **changes: Any) -> User:
         if "email" in changes:
@@ -254,13 +290,25 @@ class Message(Model):
         return await _one(cls, f"SELECT {cls.columns()} FROM messages WHERE id = %s", (message_id,))
 
     @classmethod
-    async def get_by_chat(cls, chat_id: uuid.UUID, limit: int = 100, offset: int = 0) -> list[Message]:
-        """A chat's messages, oldest first."""
-        return await _many(
-            cls,
-            f"SELECT {cls.columns()} FROM messages WHERE chat_id = %s ORDER BY seq LIMIT %s OFFSET %s",
-            (chat_id, limit, offset),
+    def _chat_page(cls) -> str:
+        """The messages of chat %(chat)s, oldest first (also %(limit)s, %(offset)s). The chat is a
+        parameter, not the outer query's column, so the planner knows which chat it reads and
+        walks the (chat_id, seq) index for a long one instead of sorting all of its messages."""
+        return (f"SELECT {cls.columns()} FROM messages WHERE chat_id = %(chat)s ORDER BY seq "
+                "LIMIT %(limit)s OFFSET %(offset)s")
+
+    @classmethod
+    async def page_for(cls, caller: Caller, chat_id: uuid.UUID, limit: int = 100, offset: int = 0) -> list[Message]:
+        """A page of one of the caller's chats, oldest first; NotFound if the chat is not theirs."""
+        rows = await _for_caller(
+            caller,
+            f"SELECT c.id, m.* FROM chats c LEFT JOIN LATERAL ({cls._chat_page()}) m ON true "
+            "WHERE c.id = %(chat)s AND c.user_id = %(user)s",
+            {"chat": chat_id, "limit": limit, "offset": offset},
         )
+        if not rows:
+            raise NotFound("Chat not found")
+        return [cls(*row[1:]) for row in rows if row[1] is not None]
 
 
 @dataclass
@@ -280,14 +328,6 @@ class Chat(Model):
         return "id, user_id, title, created_at, updated_at"
 
     @classmethod
-    async def create(cls, user_id: uuid.UUID, title: str) -> Chat:
-        return await _one(
-            cls,
-            f"INSERT INTO chats (id, user_id, title) VALUES (%s, %s, %s) RETURNING {cls.columns()}",
-            (uuid.uuid4(), user_id, title),
-        )
-
-    @classmethod
     async def get_by_id(cls, chat_id: uuid.UUID, user_id: uuid.UUID | None = None) -> Chat | None:
         """The chat, or None when it does not exist or (given user_id) belongs to someone else."""
         if user_id is None:
@@ -296,12 +336,46 @@ class Chat(Model):
                           (chat_id, user_id))
 
     @classmethod
-    async def get_by_user(cls, user_id: uuid.UUID, limit: int = 50, offset: int = 0) -> tuple[list[Chat], int]:
-        """One page of the user's chats, latest activity first, and how many they have in all."""
-        return await _page(cls, "updated_at DESC, id DESC", user_id, limit, offset)
+    async def create_for(cls, caller: Caller, title: str) -> Chat:
+        """A new chat of the caller's, in the same statement as the session check."""
+        chat = await _one(
+            cls,
+            f"INSERT INTO chats (id, user_id, title) SELECT %(id)s, %(user)s, %(title)s WHERE {_LIVE_SESSION} "
+            f"RETURNING {cls.columns()}",
+            {"id": uuid.uuid4(), "title": title, "user": caller.user_id, "session": caller.session_id},
+        )
+        if chat is None:
+            raise SessionEnded()
+        return chat
 
-    async def get_messages(self, limit: int = 100, offset: int = 0) -> list[Message]:
-        return await Message.get_by_chat(self.id, limit, offset)
+    @classmethod
+    async def page_for(cls, caller: Caller, limit: int = 50, offset: int = 0) -> tuple[list[Chat], int]:
+        """One page of the caller's chats, latest activity first, and how many they have in all
+        (kept in users.chat_count by a trigger: counting grows with the chats, this does not)."""
+        rows = await _for_caller(
+            caller,
+            f"SELECT u.chat_count, page.* FROM users u "
+            f"LEFT JOIN LATERAL (SELECT {cls.columns()} FROM chats WHERE user_id = %(user)s "
+            "ORDER BY updated_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s) page ON true WHERE u.id = %(user)s",
+            {"limit": limit, "offset": offset},
+        )
+        return [cls(*row[1:]) for row in rows if row[1] is not None], rows[0][0]
+
+    @classmethod
+    async def with_messages_for(cls, caller: Caller, chat_id: uuid.UUID, limit: int = 200) -> Chat:
+        """One of the caller's chats with its first `limit` messages; NotFound if it is not theirs."""
+        rows = await _for_caller(
+            caller,
+            f"SELECT {cls.qualified('c')}, m.* FROM chats c "
+            f"LEFT JOIN LATERAL ({Message._chat_page()}) m ON true WHERE c.id = %(chat)s AND c.user_id = %(user)s",
+            {"chat": chat_id, "limit": limit, "offset": 0},
+        )
+        if not rows:
+            raise NotFound("Chat not found")
+        n = len(cls.columns().split(", "))
+        chat = cls(*rows[0][:n])
+        chat.messages = [Message(*row[n:]) for row in rows if row[n] is not None]
+        return chat
 
 
 # --------------------------------------------------------------------------- the conversation

@@ -26,6 +26,7 @@ class Settings:
     database_url: str = "postgresql://postgres@127.0.0.1:5432/iflychat"
     db_connect_timeout: int = 5
     db_statement_timeout_ms: int = 10_000
+    db_offload: str = "inline"
     jwt_secret: str = DEFAULT_JWT_SECRET
     jwt_ttl_seconds: int = 7 * 24 * 3600
     bcrypt_rounds: int = 12
@@ -63,11 +64,15 @@ def get_settings() -> Settings:
     samesite = _env("COOKIE_SAMESITE", "lax").lower()
     if samesite not in {"lax", "strict", "none"}:
         raise ValueError(f"COOKIE_SAMESITE must be lax, strict or none, not {samesite!r}")
+    offload = _env("DB_OFFLOAD", "inline").lower()
+    if offload not in {"inline", "thread"}:
+        raise ValueError(f"DB_OFFLOAD must be inline or thread, not {offload!r}")
     return Settings(
         stage=_env("STAGE", "local"),
         database_url=_env("DATABASE_URL", Settings.database_url),
         db_connect_timeout=int(_env("DB_CONNECT_TIMEOUT", "5")),
         db_statement_timeout_ms=int(_env("DB_STATEMENT_TIMEOUT_MS", "10000")),
+        db_offload=offload,
         jwt_secret=_env("JWT_SECRET", DEFAULT_JWT_SECRET),
         jwt_ttl_seconds=int(_env("JWT_TTL_SECONDS", str(7 * 24 * 3600))),
         bcrypt_rounds=int(_env("BCRYPT_ROUNDS", "12")),

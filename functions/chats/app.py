@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import uuid
 
-from shared.app import CurrentUser, Limit, Offset, create_app, lambda_handler
+from shared.app import CurrentCaller, CurrentUser, Limit, Offset, create_app, lambda_handler
 from shared.chat_service import name_chat
 from shared.errors import NotFound
 from shared.file_service import delete_chat as delete_chat_and_files
@@ -21,21 +21,19 @@ async def owned_chat(chat_id: uuid.UUID, user: CurrentUser) -> Chat:
 
 
 @app.get("/chats", response_model=ChatListOut)
-async def list_chats(user: CurrentUser, limit: Limit = 50, offset: Offset = 0):
-    chats, total = await Chat.get_by_user(user.id, limit, offset)
+async def list_chats(caller: CurrentCaller, limit: Limit = 50, offset: Offset = 0):
+    chats, total = await Chat.page_for(caller, limit, offset)
     return {"chats": chats, "total": total, "limit": limit, "offset": offset}
 
 
 @app.post("/chats", response_model=ChatOut, status_code=201)
-async def create_chat(body: ChatCreateIn, user: CurrentUser):
-    return await Chat.create(user.id, body.title.strip())
+async def create_chat(body: ChatCreateIn, caller: CurrentCaller):
+    return await Chat.create_for(caller, body.title.strip())
 
 
 @app.get("/chats/{chat_id}", response_model=ChatOut)
-async def get_chat(chat_id: uuid.UUID, user: CurrentUser):
-    chat = await owned_chat(chat_id, user)
-    chat.messages = await chat.get_messages(limit=200)
-    return chat
+async def get_chat(chat_id: uuid.UUID, caller: CurrentCaller):
+    return await Chat.with_messages_for(caller, chat_id, limit=200)
 
 
 @app.patch("/chats/{chat_id}", response_model=ChatOut)

@@ -3,21 +3,17 @@ from __future__ import annotations
 
 import uuid
 
-from shared.app import CurrentUser, Limit, Offset, create_app, lambda_handler
+from shared.app import CurrentCaller, CurrentUser, Limit, Offset, create_app, lambda_handler
 from shared.chat_service import send_message
-from shared.errors import NotFound
-from shared.models import Chat
+from shared.models import Message
 from shared.schemas import MessageIn, MessageOut, SendOut
 
 app = create_app("messages")
 
 
 @app.get("/chats/{chat_id}/messages", response_model=list[MessageOut])
-async def list_messages(chat_id: uuid.UUID, user: CurrentUser, limit: Limit = 100, offset: Offset = 0):
-    chat = await Chat.get_by_id(chat_id, user.id)
-    if chat is None:
-        raise NotFound("Chat not found")
-    return await chat.get_messages(limit, offset)
+async def list_messages(chat_id: uuid.UUID, caller: CurrentCaller, limit: Limit = 100, offset: Offset = 0):
+    return await Message.page_for(caller, chat_id, limit, offset)
 
 
 @app.post("/chats/{chat_id}/messages", response_model=SendOut)

@@ -22,6 +22,10 @@ dev: $(STAMP)  ## run the whole API on http://127.0.0.1:$${PORT:-3000}
 test: $(STAMP)  ## run the test suite against a real PostgreSQL
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+bench: $(STAMP)  ## speed: warm latency vs floor and peer, round trips, cold start, scale, size (< 5 min)
+	$(PY) -m pip install --disable-pip-version-check -q -r bench/requirements.txt
+	$(PY) -m bench.run
+
 validate: $(STAMP)  ## lint the SAM template
 	$(VENV)/bin/sam validate --lint
 

@@ -114,8 +114,8 @@ async def current_session(caller: Annotated[Caller, Depends(current_caller)]) ->
     return user, caller.session_id
 
 
-async def current_user(session: Annotated[tuple[User, uuid.UUID], Depends(current_session)]) -> User:
-    return session[0]
+async def current_user(caller: Annotated[Caller, Depends(current_caller)]) -> User:
+    return (await current_session(caller))[0]  # one dependency level fewer: each costs ~20 us per request
 
 
 # CurrentCaller for routes whose model methods take a Caller (one round trip); CurrentUser and

@@ -90,6 +90,24 @@ def _load_others(cur) -> None:
         "WHERE u.email LIKE 'other-%%'", (OTHER_MESSAGES,))
 
 
+def stale_schema(database_url: str) -> bool:
+    """Was the kept database migrated by another checkout (a migration number with another name)?"""
+    import init_db
+
+    conn = psycopg2.connect(database_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT to_regclass('schema_migrations') IS NOT NULL")
+            if not cur.fetchone()[0]:
+                return False
+            cur.execute("SELECT version, name FROM schema_migrations")
+            applied = dict(cur.fetchall())
+    finally:
+        conn.close()
+    here = {version: name for version, name, _ in init_db.migrations()}
+    return any(here.get(version) != name for version, name in applied.items())
+
+
 def prepare(database_url: str, *, say=print) -> bool:
     """Make sure the dataset is in the database; return True when it had to be loaded now."""
     import init_db

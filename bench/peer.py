@@ -176,7 +176,14 @@ event.listen(engine.sync_engine, "before_cursor_execute", _count)
 event.listen(engine.sync_engine, "begin", _count)
 event.listen(engine.sync_engine, "commit", _count)
 event.listen(engine.sync_engine, "rollback", _count)
-event.listen(engine.sync_engine.pool, "reset", _count)  # the ROLLBACK when a session gives its connection back
+
+
+def _count_reset(_conn: Any, _record: Any, state: Any) -> None:
+    if not state.transaction_was_reset:  # the pool's own ROLLBACK, unless the session's already ran
+        _count()
+
+
+event.listen(engine.sync_engine.pool, "reset", _count_reset)
 
 
 async def db():

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
@@ -198,6 +198,34 @@ class PresignedUpload(BaseModel):
 class PresignOut(BaseModel):
     file: FileOut
     upload: PresignedUpload
+
+
+class UsageTotals(BaseModel):
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost_usd: float
+    estimated_calls: int
+    unpriced_calls: int
+
+
+class UsageDay(UsageTotals):
+    day: date
+
+
+class UsageModel(UsageTotals):
+    provider: str
+    model: str
+
+
+class UsageOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    first: date = Field(alias="from")
+    last: date = Field(alias="to")
+    total: UsageTotals
+    by_day: list[UsageDay]
+    by_model: list[UsageModel]
 
 
 class HealthOut(BaseModel):

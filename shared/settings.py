@@ -4,8 +4,9 @@ Every setting the backend reads is declared here with its default; the README li
 """
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 DEFAULT_JWT_SECRET = "dev-only-secret-change-me-in-production-0123456789"
@@ -18,6 +19,44 @@ def _bool(value: str) -> bool:
 def _env(name: str, default: str) -> str:
     value = os.environ.get(name)
     return default if value is None or value == "" else value
+
+
+# USD per million tokens (input, output), list prices of common models; AI_PRICES adds or overrides.
+DEFAULT_AI_PRICES: dict[str, tuple[float, float]] = {
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4.1-nano": (0.10, 0.40),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1": (2.00, 8.00),
+    "gpt-3.5-turbo": (0.50, 1.50),
+    "o3-mini": (1.10, 4.40),
+    "o4-mini": (1.10, 4.40),
+    "anthropic.claude-3-haiku": (0.25, 1.25),
+    "anthropic.claude-3-5-haiku": (0.80, 4.00),
+    "anthropic.claude-3-5-sonnet": (3.00, 15.00),
+    "amazon.nova-micro": (0.035, 0.14),
+    "amazon.nova-lite": (0.06, 0.24),
+    "amazon.nova-pro": (0.80, 3.20),
+}
+
+
+def _prices(raw: str) -> dict[str, tuple[float, float]]:
+    """The price table: the defaults, then AI_PRICES (JSON: model -> {input_per_1m, output_per_1m})."""
+    prices = dict(DEFAULT_AI_PRICES)
+    if not raw.strip():
+        return prices
+    try:
+        table = json.loads(raw)
+        assert isinstance(table, dict)
+        for model, price in table.items():
+            pair = (float(price["input_per_1m"]), float(price["output_per_1m"]))
+            if min(pair) < 0 or pair != pair:  # negative or NaN
+                raise ValueError
+            prices[str(model)] = pair
+    except (ValueError, TypeError, KeyError, AssertionError):
+        raise ValueError("AI_PRICES must be a JSON object: model -> {input_per_1m, output_per_1m}, "
+                         "numbers >= 0") from None
+    return prices
 
 
 @dataclass(frozen=True)
@@ -39,11 +78,17 @@ class Settings:
     openai_model: str = "gpt-4o-mini"
     openai_timeout_seconds: float = 20.0
     openai_max_retries: int = 1
+    ai_provider: str = "openai"
+    bedrock_model_id: str = "anthropic.claude-3-haiku-20240307-v1:0"
+    bedrock_region: str = ""
+    ai_time_budget_seconds: float = 25.0
     ai_system_prompt: str = (
         "You are IFlyChat, a helpful assistant. Answer clearly and concisely; "
         "when documents are provided, ground your answer in them."
     )
-    ai_context_messages: int = 20
+    ai_context_messages: int = 50
+    ai_context_tokens: int = 8000
+    ai_file_context_share: float = 0.5
     ai_max_tokens: int = 1024
     # Files. A direct upload travels base64-encoded inside the Lambda event (6 MB cap), so
     # 4 MiB is the largest file that fits with room to spare; bigger ones use POST /files/presign.
@@ -55,6 +100,9 @@ class Settings:
     max_presigned_upload_bytes: int = 50 * 1024 * 1024
     presigned_url_ttl_seconds: int = 300
     extract_max_chars: int = 200_000
+    ai_prices: dict[str, tuple[float, float]] = field(default_factory=lambda: dict(DEFAULT_AI_PRICES))
+    quota_daily_tokens: int = 200_000
+    quota_calls_per_minute: int = 20
 
 
 @lru_cache(maxsize=1)
@@ -63,6 +111,9 @@ def get_settings() -> Settings:
     samesite = _env("COOKIE_SAMESITE", "lax").lower()
     if samesite not in {"lax", "strict", "none"}:
         raise ValueError(f"COOKIE_SAMESITE must be lax, strict or none, not {samesite!r}")
+    provider = _env("AI_PROVIDER", "openai").lower()
+    if provider not in {"openai", "bedrock"}:
+        raise ValueError(f"AI_PROVIDER must be openai or bedrock, not {provider!r}")
     return Settings(
         stage=_env("STAGE", "local"),
         database_url=_env("DATABASE_URL", Settings.database_url),
@@ -82,7 +133,13 @@ def get_settings() -> Settings:
         openai_timeout_seconds=float(_env("OPENAI_TIMEOUT_SECONDS", "20")),
         openai_max_retries=int(_env("OPENAI_MAX_RETRIES", "1")),
         ai_system_prompt=_env("AI_SYSTEM_PROMPT", Settings.ai_system_prompt),
-        ai_context_messages=int(_env("AI_CONTEXT_MESSAGES", "20")),
+        ai_provider=provider,
+        bedrock_model_id=_env("BEDROCK_MODEL_ID", Settings.bedrock_model_id),
+        bedrock_region=_env("BEDROCK_REGION", os.environ.get("AWS_REGION", "")),
+        ai_time_budget_seconds=float(_env("AI_TIME_BUDGET_SECONDS", "25")),
+        ai_context_messages=int(_env("AI_CONTEXT_MESSAGES", "50")),
+        ai_context_tokens=int(_env("AI_CONTEXT_TOKENS", "8000")),
+        ai_file_context_share=min(1.0, max(0.0, float(_env("AI_FILE_CONTEXT_SHARE", "0.5")))),
         ai_max_tokens=int(_env("AI_MAX_TOKENS", "1024")),
         s3_bucket=_env("S3_BUCKET", ""),
         s3_prefix=_env("S3_PREFIX", "users/").strip("/") + "/",
@@ -92,4 +149,7 @@ def get_settings() -> Settings:
         max_presigned_upload_bytes=int(_env("MAX_PRESIGNED_UPLOAD_BYTES", str(Settings.max_presigned_upload_bytes))),
         presigned_url_ttl_seconds=int(_env("PRESIGNED_URL_TTL_SECONDS", "300")),
         extract_max_chars=int(_env("EXTRACT_MAX_CHARS", str(Settings.extract_max_chars))),
+        ai_prices=_prices(_env("AI_PRICES", "")),
+        quota_daily_tokens=max(0, int(_env("QUOTA_DAILY_TOKENS", "200000"))),
+        quota_calls_per_minute=max(0, int(_env("QUOTA_CALLS_PER_MINUTE", "20"))),
     )

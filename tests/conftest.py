@@ -64,6 +64,8 @@ def pytest_configure(config):
         "OPENAI_BASE_URL": base_url,
         "OPENAI_MAX_RETRIES": "0",
         "OPENAI_TIMEOUT_SECONDS": "3",
+        "QUOTA_CALLS_PER_MINUTE": "0",  # the quota tests set their own limits
+        "QUOTA_DAILY_TOKENS": "0",
         "FRONTEND_ORIGIN": "http://localhost:5173",
         "COOKIE_SECURE": "false",
         "STAGE": "test",
@@ -153,3 +155,18 @@ def user(api):
 @pytest.fixture
 def other_user(api):
     return api.new_user()
+
+
+@pytest.fixture
+def setting(monkeypatch):
+    """Change settings for one test: `setting(QUOTA_DAILY_TOKENS=100)`; undone afterwards."""
+    from shared.settings import get_settings
+
+    def change(**env):
+        for name, value in env.items():
+            monkeypatch.setenv(name, str(value))
+        get_settings.cache_clear()
+
+    yield change
+    monkeypatch.undo()
+    get_settings.cache_clear()

@@ -1,11 +1,16 @@
-"""Users function: the current user's profile, and deleting the account."""
+"""Users function: the current user's profile and AI usage, and deleting the account."""
 from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+from typing import Annotated
+
+from fastapi import Query
 
 from shared.app import CurrentSession, CurrentUser, create_app, lambda_handler
 from shared.errors import BadRequest, ValidationFailed
 from shared.file_service import delete_account
-from shared.models import ChatSession
-from shared.schemas import DeleteAccountIn, Envelope, UserOut, UserUpdateIn
+from shared.models import ChatSession, usage_report
+from shared.schemas import DeleteAccountIn, Envelope, UsageOut, UserOut, UserUpdateIn
 from shared.security import hash_password, verify_password
 
 app = create_app("users")
@@ -43,6 +48,17 @@ async def delete_me(body: DeleteAccountIn, user: CurrentUser):
         raise BadRequest("password is required and must be correct to delete the account")
     await delete_account(user)
     return Envelope(message="Account deleted", data={"user_id": str(user.id)})
+
+
+@app.get("/usage", response_model=UsageOut)
+async def usage(user: CurrentUser, first: Annotated[date | None, Query(alias="from")] = None,
+                last: Annotated[date | None, Query(alias="to")] = None):
+    """The user's AI usage by UTC day, by model and in all; the last 30 days unless told."""
+    last = last or datetime.now(timezone.utc).date()
+    first = first or last - timedelta(days=29)
+    if first > last or (last - first).days > 366:
+        raise ValidationFailed("from must not be after to, and the range must be at most 366 days")
+    return await usage_report(user.id, first, last)
 
 
 handler = lambda_handler(app)

@@ -461,15 +461,17 @@ async def last_exchange(chat_id: uuid.UUID, user_id: uuid.UUID, *, history: int,
     return LastExchange(_message_from_json(asked), reply and _message_from_json(reply), [Turn(**t) for t in earlier])
 
 
+def reserve_work(cur, chat_id: uuid.UUID, user_id: uuid.UUID, reserve: int) -> tuple[date | None, bool]:
+    """The reservation statement on a given cursor: (the day reserved or None if refused, whether
+    the chat is the user's). Tests run it on their own connections to race it."""
+    cur.execute(f"WITH quota AS ({_reserve_sql(_OWNED_CHAT)}) SELECT (SELECT day FROM quota), {_OWNED_CHAT}",
+                {"chat": chat_id, **_quota_params(user_id, reserve)})
+    return cur.fetchone()
+
+
 async def reserve_quota(chat_id: uuid.UUID, user_id: uuid.UUID, reserve: int) -> Reservation:
     """Reserve quota for an AI call about one of the user's chats (NotFound if it is not theirs)."""
-
-    def work(cur):
-        cur.execute(f"WITH quota AS ({_reserve_sql(_OWNED_CHAT)}) SELECT (SELECT day FROM quota), {_OWNED_CHAT}",
-                    {"chat": chat_id, **_quota_params(user_id, reserve)})
-        return cur.fetchone()
-
-    day, owned = await db.run(work)
+    day, owned = await db.run(reserve_work, chat_id, user_id, reserve)
     if not owned:
         raise NotFound("Chat not found")
     if day is None:

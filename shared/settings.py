@@ -5,6 +5,7 @@ Every setting the backend reads is declared here with its default; the README li
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -50,7 +51,7 @@ def _prices(raw: str) -> dict[str, tuple[float, float]]:
         assert isinstance(table, dict)
         for model, price in table.items():
             pair = (float(price["input_per_1m"]), float(price["output_per_1m"]))
-            if min(pair) < 0 or pair != pair:  # negative or NaN
+            if not all(math.isfinite(p) and p >= 0 for p in pair):
                 raise ValueError
             prices[str(model)] = pair
     except (ValueError, TypeError, KeyError, AssertionError):

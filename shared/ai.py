@@ -10,7 +10,7 @@ import re
 import time
 import unicodedata
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generator
+from typing import TYPE_CHECKING, Any, Callable, Generator
 
 from shared.errors import ApiError, BadGateway, GatewayTimeout, ServiceUnavailable
 from shared.settings import get_settings
@@ -138,6 +138,15 @@ def finish(messages: list[dict[str, str]], content: str, *, model: str, finish_r
     return result
 
 
+def partial(messages: list[dict[str, str]], parts: list[str], model: str, started: float) -> Completion | None:
+    """What a stream that broke off had produced, its tokens estimated (None if nothing came)."""
+    if not parts:
+        return None
+    content = "".join(parts)
+    return Completion(content, model, provider(), sum(estimate_tokens(m["content"]) for m in messages),
+                      estimate_tokens(content), True, "error", int((time.perf_counter() - started) * 1000))
+
+
 def failed(error: ApiError, completion: Completion | None) -> ApiError:
     """Attach what a failed call still cost (a partial stream, an empty answer) to its error."""
     error.completion = completion  # type: ignore[attr-defined]
@@ -169,9 +178,10 @@ class Deadline:
         timeout = min(timeout, left)
         return timeout, max(0, min(retries, int(left // timeout) - 1))
 
-    def check(self, partial: Completion | None = None) -> None:
+    def check(self, partial: Callable[[], Completion | None]) -> None:
+        """Between the pieces of a stream: a GatewayTimeout carrying the partial answer when time is up."""
         if self.left() <= 0:
-            raise failed(GatewayTimeout(f"The AI service did not finish in time; {SAVED}"), partial)
+            raise failed(GatewayTimeout(f"The AI service did not finish in time; {SAVED}"), partial())
 
 
 # --------------------------------------------------------------------------- the calls
@@ -247,10 +257,8 @@ def _openai_stream(messages: list[dict[str, str]], max_tokens: int, limits: tupl
     parts: list[str] = []
     model, finish_reason, usage = s.openai_model, None, None
 
-    def partial() -> Completion:
-        content = "".join(parts)
-        return Completion(content, model, provider(), sum(estimate_tokens(m["content"]) for m in messages),
-                          estimate_tokens(content), True, "error", int((time.perf_counter() - started) * 1000))
+    def cut() -> Completion | None:
+        return partial(messages, parts, model, started)
 
     try:
         response = client().with_options(timeout=limits[0], max_retries=limits[1]).chat.completions.create(
@@ -270,10 +278,10 @@ def _openai_stream(messages: list[dict[str, str]], max_tokens: int, limits: tupl
                     parts.append(piece)
                     yield piece
                 finish_reason = choice.finish_reason or finish_reason
-            deadline.check(partial())
+            deadline.check(cut)
     except openai.OpenAIError as exc:
         log.warning("AI stream broke: %s: %s", type(exc).__name__, exc)
-        raise failed(openai_error(exc), partial() if parts else None) from exc
+        raise failed(openai_error(exc), cut()) from exc
     finally:
         response.close()
     counted = usage is not None and usage.prompt_tokens is not None

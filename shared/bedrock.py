@@ -101,11 +101,8 @@ def stream(messages: list[dict[str, str]], max_tokens: int, limits: tuple[float,
     parts: list[str] = []
     stop, usage = None, {}
 
-    def partial() -> ai.Completion | None:
-        content = "".join(parts)
-        return ai.Completion(content, s.bedrock_model_id, "bedrock", sum(ai.estimate_tokens(m["content"]) for m in messages),
-                             ai.estimate_tokens(content), True, "error",
-                             int((time.perf_counter() - started) * 1000)) if parts else None
+    def cut() -> ai.Completion | None:
+        return ai.partial(messages, parts, s.bedrock_model_id, started)
 
     try:
         response = client(*limits).converse_stream(**converse_args(messages, max_tokens))
@@ -121,11 +118,11 @@ def stream(messages: list[dict[str, str]], max_tokens: int, limits: tuple[float,
                 usage = event["metadata"].get("usage") or {}
             elif event and not {"messageStart", "contentBlockStart", "contentBlockStop"} & set(event):
                 code = next(iter(event))  # an error event in the stream: its name is the error code
-                raise ai.failed(error(ClientError({"Error": {"Code": code}}, "ConverseStream")), partial())
-            deadline.check(partial())
+                raise ai.failed(error(ClientError({"Error": {"Code": code}}, "ConverseStream")), cut())
+            deadline.check(cut)
     except (BotoCoreError, ClientError, KeyError, TypeError) as exc:
         log.warning("Bedrock stream failed: %s: %s", type(exc).__name__, exc)
-        raise ai.failed(error(exc), partial()) from exc
+        raise ai.failed(error(exc), cut()) from exc
     return ai.finish(messages, "".join(parts), model=s.bedrock_model_id, finish_reason=stop,
                      prompt_tokens=usage.get("inputTokens"), completion_tokens=usage.get("outputTokens"),
                      started=started)

@@ -3,6 +3,7 @@ and naming a chat. Each reserves quota before the AI is asked and settles it wit
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -159,7 +160,8 @@ async def _stream_events(asked: _Asked, deadline: ai.Deadline) -> AsyncIterator[
         yield _event("error", error="Internal server error")
         return
     finally:
-        pieces.gen.close()
+        with contextlib.suppress(ValueError):  # still running in its thread if the client went away
+            pieces.gen.close()
     if bot_message is None:
         yield _event("error", error="The chat was deleted while the AI was answering")
         return

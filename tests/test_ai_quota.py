@@ -10,6 +10,7 @@ import psycopg2
 import pytest
 
 from shared.models import reserve_work
+from tests.test_ai_context import make_file
 
 SMALL = {"AI_CONTEXT_TOKENS": 1000, "AI_MAX_TOKENS": 100}  # a first message then reserves about 1,700
 
@@ -124,3 +125,26 @@ def test_reservation_is_atomic_across_connections(user, database_url, setting, f
     finally:
         for conn in (a, b, watch):
             conn.close()
+
+
+def test_send_path_stays_within_four_database_round_trips(user, ai_stub, monkeypatch):
+    """Quota, history, files and usage are folded into the send's statements: the session check,
+    (the files when a message names some,) the user's message, the reply."""
+    from shared import db
+
+    chat = user.new_chat("Counted")
+    statements = []
+    original = db._CountingCursor.execute
+
+    def counting(self, query, vars=None):
+        statements.append(query)
+        return original(self, query, vars)
+
+    monkeypatch.setattr(db._CountingCursor, "execute", counting)
+    assert user.post(f"/chats/{chat['id']}/messages", json={"content": "first, with a title"}).status == 200
+    assert len(statements) == 3
+    f = make_file(user.id, "some text")
+    statements.clear()
+    assert user.post(f"/chats/{chat['id']}/messages", json={"content": "second",
+                                                            "file_url": f"/files/{f.id}/download"}).status == 200
+    assert len(statements) == 4

@@ -91,3 +91,14 @@ def test_stream_refusals_before_the_stream_keep_their_status(user, other_user):
     assert user.post(f"/chats/{theirs['id']}/messages/stream", json={"content": "hi"}).status == 404
     mine = user.new_chat("Mine")
     assert user.post(f"/chats/{mine['id']}/messages/stream", json={"content": ""}).status == 422
+
+
+def test_a_stream_that_outlasts_the_time_budget_ends_with_an_error(user, ai_stub, setting):
+    setting(AI_TIME_BUDGET_SECONDS=1.5)
+    chat = user.new_chat("Slow stream")
+    user.post(f"/chats/{chat['id']}/messages", json={"content": "first"})
+    ai_stub.script({"chunks": ["a ", "b ", "c ", "d ", "e ", "f "], "chunk_delay": 0.5})
+    got = events(user.post(f"/chats/{chat['id']}/messages/stream", json={"content": "take your time"}))
+    assert got[-1]["type"] == "error" and "in time" in got[-1]["error"]
+    assert "ai_message_complete" not in [e["type"] for e in got]
+    assert [m["type"] for m in user.get(f"/chats/{chat['id']}/messages").json()] == ["user", "bot", "user"]

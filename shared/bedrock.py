@@ -29,7 +29,7 @@ def client(timeout: float, retries: int) -> Any:
 
         s = get_settings()
         _clients[key] = boto3.client(
-            "bedrock-runtime", region_name=s.bedrock_region or None,
+            "bedrock-runtime", region_name=s.bedrock_region or s.aws_region,
             config=Config(connect_timeout=min(5, key[0]), read_timeout=key[0],
                           retries={"total_max_attempts": 1 + retries, "mode": "standard"}),
         )

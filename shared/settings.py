@@ -136,7 +136,7 @@ def get_settings() -> Settings:
         ai_system_prompt=_env("AI_SYSTEM_PROMPT", Settings.ai_system_prompt),
         ai_provider=provider,
         bedrock_model_id=_env("BEDROCK_MODEL_ID", Settings.bedrock_model_id),
-        bedrock_region=_env("BEDROCK_REGION", os.environ.get("AWS_REGION", "")),
+        bedrock_region=_env("BEDROCK_REGION", ""),
         ai_time_budget_seconds=float(_env("AI_TIME_BUDGET_SECONDS", "25")),
         ai_context_messages=int(_env("AI_CONTEXT_MESSAGES", "50")),
         ai_context_tokens=int(_env("AI_CONTEXT_TOKENS", "8000")),

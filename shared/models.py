@@ -378,7 +378,7 @@ async def _quota_refusal(user_id: uuid.UUID, reserve: int) -> TooManyRequests:
     row = await db.run(work)
     now = datetime.now(timezone.utc) if row is None else row[4]
     used = row[1] if row is not None and row[0] == now.astimezone(timezone.utc).date() else 0
-    if s.quota_daily_tokens and used + reserve > s.quota_daily_tokens:
+    if s.quota_daily_tokens and (used + reserve > s.quota_daily_tokens or not s.quota_calls_per_minute):
         midnight = datetime.combine(now.astimezone(timezone.utc).date() + timedelta(days=1), datetime.min.time(),
                                     tzinfo=timezone.utc)
         return TooManyRequests(

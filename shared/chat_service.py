@@ -137,9 +137,10 @@ async def _stream_events(asked: _Asked, deadline: ai.Deadline) -> AsyncIterator[
     bot_id = uuid.uuid4()
     yield _event("user_message", message=_message_json(asked.message))
     yield _event("ai_message_start", message_id=str(bot_id))
-    pieces = _InThread(ai.stream(asked.prompt, deadline=deadline))
+    pieces: _InThread | None = None
     try:
         try:
+            pieces = _InThread(ai.stream(asked.prompt, deadline=deadline))
             async for piece in pieces:
                 yield _event("content_delta", content=piece)
         except ApiError as exc:
@@ -160,8 +161,9 @@ async def _stream_events(asked: _Asked, deadline: ai.Deadline) -> AsyncIterator[
         yield _event("error", error="Internal server error")
         return
     finally:
-        with contextlib.suppress(ValueError):  # still running in its thread if the client went away
-            pieces.gen.close()
+        if pieces is not None:
+            with contextlib.suppress(ValueError):  # still running in its thread if the client went away
+                pieces.gen.close()
     if bot_message is None:
         yield _event("error", error="The chat was deleted while the AI was answering")
         return

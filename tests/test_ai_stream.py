@@ -102,3 +102,11 @@ def test_a_stream_that_outlasts_the_time_budget_ends_with_an_error(user, ai_stub
     assert got[-1]["type"] == "error" and "in time" in got[-1]["error"]
     assert "ai_message_complete" not in [e["type"] for e in got]
     assert [m["type"] for m in user.get(f"/chats/{chat['id']}/messages").json()] == ["user", "bot", "user"]
+
+
+def test_no_time_left_before_the_stream_starts_is_an_error_event(user, ai_stub, setting):
+    setting(AI_TIME_BUDGET_SECONDS=0)
+    chat = user.new_chat("No time")
+    got = events(user.post(f"/chats/{chat['id']}/messages/stream", json={"content": "hurry"}))
+    assert [e["type"] for e in got] == ["user_message", "ai_message_start", "error"]
+    assert ai_stub.requests == [] and [m["type"] for m in user.get(f"/chats/{chat['id']}/messages").json()] == ["user"]

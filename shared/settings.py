@@ -55,6 +55,11 @@ class Settings:
     max_presigned_upload_bytes: int = 50 * 1024 * 1024
     presigned_url_ttl_seconds: int = 300
     extract_max_chars: int = 200_000
+    login_window_seconds: int = 900
+    login_account_free_failures: int = 5
+    login_client_free_failures: int = 30
+    login_backoff_base_seconds: float = 1.0
+    login_backoff_max_seconds: int = 300
 
 
 @lru_cache(maxsize=1)
@@ -92,4 +97,9 @@ def get_settings() -> Settings:
         max_presigned_upload_bytes=int(_env("MAX_PRESIGNED_UPLOAD_BYTES", str(Settings.max_presigned_upload_bytes))),
         presigned_url_ttl_seconds=int(_env("PRESIGNED_URL_TTL_SECONDS", "300")),
         extract_max_chars=int(_env("EXTRACT_MAX_CHARS", str(Settings.extract_max_chars))),
+        login_window_seconds=int(_env("LOGIN_WINDOW_SECONDS", "900")),
+        login_account_free_failures=int(_env("LOGIN_ACCOUNT_FREE_FAILURES", "5")),
+        login_client_free_failures=int(_env("LOGIN_CLIENT_FREE_FAILURES", "30")),
+        login_backoff_base_seconds=float(_env("LOGIN_BACKOFF_BASE_SECONDS", "1")),
+        login_backoff_max_seconds=int(_env("LOGIN_BACKOFF_MAX_SECONDS", "300")),
     )

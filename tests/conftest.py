@@ -139,9 +139,32 @@ def s3():
     return boto3.client("s3", region_name="us-east-1")
 
 
+_client: LambdaClient | None = None
+
+
 @pytest.fixture(scope="session")
 def api() -> LambdaClient:
-    return LambdaClient(ROOT)
+    global _client
+    _client = _client or LambdaClient(ROOT)
+    return _client
+
+
+@pytest.fixture(autouse=True)
+def no_internal_server_errors(request):
+    """A 500 is always a bug: any test during which a handler answered 500 fails."""
+    before = _client.statuses[500] if _client else 0
+    yield
+    after = _client.statuses[500] if _client else 0
+    assert after == before, f"{after - before} answer(s) with status 500 during this test"
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _client is not None:
+        s = _client.statuses
+        terminalreporter.write_line(
+            f"Lambda handler answers: {sum(s.values())} in all, "
+            f"{sum(n for k, n in s.items() if 400 <= k < 500)} 4xx, "
+            f"{sum(n for k, n in s.items() if k >= 500)} 5xx ({dict(sorted((k, n) for k, n in s.items() if k >= 500))})")
 
 
 @pytest.fixture

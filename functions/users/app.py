@@ -1,12 +1,15 @@
 """Users function: the current user's profile, and deleting the account."""
 from __future__ import annotations
 
-from shared.app import CurrentSession, CurrentUser, create_app, lambda_handler
+from fastapi import Request
+
+from shared.app import CurrentSession, CurrentUser, client_ip, create_app, lambda_handler
 from shared.errors import BadRequest, ValidationFailed
 from shared.file_service import delete_account
 from shared.models import ChatSession
 from shared.schemas import DeleteAccountIn, Envelope, UserOut, UserUpdateIn
 from shared.security import hash_password, verify_password
+from shared.throttle import begin_login
 
 app = create_app("users")
 
@@ -17,15 +20,19 @@ async def me(user: CurrentUser):
 
 
 @app.patch("/users/me", response_model=UserOut)
-async def update_me(body: UserUpdateIn, session: CurrentSession):
+async def update_me(body: UserUpdateIn, session: CurrentSession, request: Request):
     user, session_id = session
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
     current = changes.pop("current_password", None)
     if not changes:
         raise ValidationFailed("Nothing to update: send name, email or password")
     if "password" in changes or "email" in changes:
-        if current is None or not verify_password(current, user.password_hash):
+        if current is None:
             raise BadRequest("current_password is required and must be correct to change email or password")
+        attempt = await begin_login(user.email, client_ip(request))  # a password check, so it backs off too
+        if not verify_password(current, user.password_hash):
+            raise BadRequest("current_password is required and must be correct to change email or password")
+        await attempt.succeeded()
     if "password" in changes:
         changes["password_hash"] = hash_password(changes.pop("password"))
     if "name" in changes:

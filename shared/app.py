@@ -84,6 +84,7 @@ def create_app(title: str) -> FastAPI:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return _error(500, "Internal server error")
 
+    _document_errors(app)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=list(settings.frontend_origins),
@@ -92,6 +93,33 @@ def create_app(title: str) -> FastAPI:
         allow_headers=["Content-Type", "Authorization"],
     )
     return app
+
+
+_ERROR_SCHEMA = {
+    "title": "Error",
+    "type": "object",
+    "required": ["detail"],
+    "properties": {
+        "detail": {"type": "string", "description": "A readable message the front end shows"},
+        "errors": {"type": "array", "items": {"type": "object"}, "description": "Per-field problems (422 only)"},
+    },
+}
+
+
+def _document_errors(app: FastAPI) -> None:
+    """Make the OpenAPI document say what the error handlers above really send: FastAPI's
+    default 422 schema (`detail` as a list) is not our shape."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = build()
+            schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+            schemas.pop("ValidationError", None)
+            schemas["HTTPValidationError"] = _ERROR_SCHEMA
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def lambda_handler(app: FastAPI) -> Mangum:

@@ -156,9 +156,62 @@ def no_internal_server_errors(request):
     yield
     after = _client.statuses[500] if _client else 0
     assert after == before, f"{after - before} answer(s) with status 500 during this test"
+    # Every test is a fresh client: login back-off counted in one test must not leak into the next
+    # (most tests share the address 127.0.0.1).
+    from shared import db
+
+    db.run_sync(lambda cur: cur.execute("DELETE FROM login_attempts"))
+
+
+class Containers:
+    """Several warm containers of one function, as Lambda scales out under parallel load: each
+    invocation takes a free one (the local runner alone keeps one per function)."""
+
+    def __init__(self, workers):
+        import queue
+
+        self.workers, self.free = workers, queue.Queue()
+        for w in workers:
+            self.free.put(w)
+
+    def invoke(self, event, request_id):
+        worker = self.free.get()
+        try:
+            return worker.invoke(event, request_id)
+        finally:
+            self.free.put(worker)
+
+    def kill(self):
+        for w in self.workers:
+            w.kill()
+
+
+@pytest.fixture(scope="session")
+def local_api():
+    """The local runner (python -m local.run) on a free port, on this run's throwaway database and
+    AI stub, with three containers per function: (base URL, http status counter)."""
+    from collections import Counter
+
+    from local.run import FunctionWorker, LocalRunner
+
+    runner = LocalRunner(port=0, log=lambda msg: None, warm=False)
+    url = runner.start()
+    runner.workers = {name: Containers([FunctionWorker(fn, ROOT, runner.log) for _ in range(3)])
+                      for name, fn in runner.template.functions.items()}
+    statuses: Counter[int] = Counter()
+    yield url, statuses
+    runner.stop()
+    global _runner_statuses
+    _runner_statuses = statuses
+
+
+_runner_statuses = None
 
 
 def pytest_terminal_summary(terminalreporter):
+    if _runner_statuses:
+        s = _runner_statuses
+        terminalreporter.write_line(f"Local runner answers: {sum(s.values())}, 5xx: {sum(n for k, n in s.items() if k >= 500)}")
     if _client is not None:
         s = _client.statuses
         terminalreporter.write_line(

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from shared.errors import TooManyRequests
 from shared.models import LoginAttempts
+from shared.security import verify_password
 from shared.settings import get_settings
 
 
@@ -59,3 +60,15 @@ async def begin_login(email: str, client: str) -> LoginAttempt:
         raise TooManyRequests("Too many login attempts; please wait before trying again",
                               retry_after=math.ceil(reserved))
     return LoginAttempt(keys["account"], reserved)
+
+
+async def password_matches(email: str, password: str | None, password_hash: str, client: str) -> bool:
+    """A signed-in user's password re-check (to change email or password, to delete the
+    account): an oracle a stolen session could guess against, so it backs off like login."""
+    if password is None:
+        return False
+    attempt = await begin_login(email, client)
+    if not verify_password(password, password_hash):
+        return False
+    await attempt.succeeded()
+    return True

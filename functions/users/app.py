@@ -8,8 +8,8 @@ from shared.errors import BadRequest, ValidationFailed
 from shared.file_service import delete_account
 from shared.models import ChatSession
 from shared.schemas import DeleteAccountIn, Envelope, UserOut, UserUpdateIn
-from shared.security import hash_password, verify_password
-from shared.throttle import begin_login
+from shared.security import hash_password
+from shared.throttle import password_matches
 
 app = create_app("users")
 
@@ -27,12 +27,8 @@ async def update_me(body: UserUpdateIn, session: CurrentSession, request: Reques
     if not changes:
         raise ValidationFailed("Nothing to update: send name, email or password")
     if "password" in changes or "email" in changes:
-        if current is None:
+        if not await password_matches(user.email, current, user.password_hash, client_ip(request)):
             raise BadRequest("current_password is required and must be correct to change email or password")
-        attempt = await begin_login(user.email, client_ip(request))  # a password check, so it backs off too
-        if not verify_password(current, user.password_hash):
-            raise BadRequest("current_password is required and must be correct to change email or password")
-        await attempt.succeeded()
     if "password" in changes:
         changes["password_hash"] = hash_password(changes.pop("password"))
     if "name" in changes:
@@ -44,9 +40,9 @@ async def update_me(body: UserUpdateIn, session: CurrentSession, request: Reques
 
 
 @app.delete("/users/me", response_model=Envelope)
-async def delete_me(body: DeleteAccountIn, user: CurrentUser):
+async def delete_me(body: DeleteAccountIn, user: CurrentUser, request: Request):
     """Delete the account: every file in S3, then the user and (by cascade) all their rows."""
-    if not verify_password(body.password, user.password_hash):
+    if not await password_matches(user.email, body.password, user.password_hash, client_ip(request)):
         raise BadRequest("password is required and must be correct to delete the account")
     await delete_account(user)
     return Envelope(message="Account deleted", data={"user_id": str(user.id)})

@@ -208,13 +208,16 @@ def test_per_client_limit_is_separate_and_looser(api, sql):
     assert _login(api, someone.email, someone.password, ip).status == 200
 
 
-def test_password_change_check_backs_off_too(api, user):
+@pytest.mark.parametrize("method, body", [("PATCH", {"password": "new-password-1", "current_password": "guess-guess"}),
+                                          ("DELETE", {"password": "guess-guess"})])
+def test_password_rechecks_of_a_signed_in_user_back_off_too(api, user, sql, method, body):
+    """A stolen session must not become an unlimited password oracle."""
     s = get_settings()
     for _ in range(s.login_account_free_failures):
-        res = user.patch("/users/me", json={"password": "new-password-1", "current_password": "guess-guess"})
-        assert res.status == 400
-    res = user.patch("/users/me", json={"password": "new-password-1", "current_password": "guess-guess"})
+        assert user.request(method, "/users/me", json=body).status == 400
+    res = user.request(method, "/users/me", json=body)
     assert res.status == 429 and res.headers["retry-after"]
+    assert sql("SELECT count(*) FROM users WHERE id = %s", (user.id,))[0][0] == 1
 
 
 def test_lockout_table_holds_no_emails_or_addresses(api, user, sql):

@@ -333,6 +333,21 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _handle
 
+    def __getattr__(self, name: str):
+        # Any other method (TRACE, PROPFIND, ...) is routed too, so it gets API Gateway's JSON
+        # 404/405 instead of http.server's HTML 501.
+        if name.startswith("do_"):
+            return self._handle
+        raise AttributeError(name)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own errors (a malformed request line, headers too long) as JSON too."""
+        self.close_connection = True
+        try:
+            self._send(*_json_error(code, message or explain or "Bad request", message or "Bad request"))
+        except OSError:
+            pass
+
 
 class LocalRunner:
     """Everything `make dev` runs. `start()` returns the base URL; `stop()` undoes it all."""

@@ -7,6 +7,7 @@ import uuid
 from typing import Annotated, Any
 
 import psycopg2
+import psycopg2.errors
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -59,6 +60,20 @@ def create_app(title: str) -> FastAPI:
         detail = exc.detail if isinstance(exc.detail, str) else "Request failed"
         return _error(exc.status_code, detail, getattr(exc, "headers", None))
 
+    @app.exception_handler(psycopg2.DataError)
+    async def unstorable(_: Request, exc: psycopg2.DataError) -> JSONResponse:
+        # The schemas should have refused the value; if one slips through, it is still the
+        # caller's input that PostgreSQL cannot hold, so a 422 - never the SQL text.
+        log.warning("database refused a value: %s", type(exc).__name__)
+        return _error(422, "Invalid input - a value cannot be stored")
+
+    @app.exception_handler(psycopg2.IntegrityError)
+    async def constraint(_: Request, exc: psycopg2.IntegrityError) -> JSONResponse:
+        log.warning("database constraint failed: %s", type(exc).__name__)
+        if isinstance(exc, (psycopg2.errors.CheckViolation, psycopg2.errors.NotNullViolation)):
+            return _error(422, "Invalid input - a value is out of the allowed range")
+        return _error(409, "The request conflicts with a concurrent change; please reload and retry")
+
     @app.exception_handler(psycopg2.OperationalError)
     async def database_down(_: Request, exc: psycopg2.OperationalError) -> JSONResponse:
         log.warning("database error: %s", str(exc).strip())
@@ -69,6 +84,7 @@ def create_app(title: str) -> FastAPI:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return _error(500, "Internal server error")
 
+    _document_errors(app)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=list(settings.frontend_origins),
@@ -77,6 +93,33 @@ def create_app(title: str) -> FastAPI:
         allow_headers=["Content-Type", "Authorization"],
     )
     return app
+
+
+_ERROR_SCHEMA = {
+    "title": "Error",
+    "type": "object",
+    "required": ["detail"],
+    "properties": {
+        "detail": {"type": "string", "description": "A readable message the front end shows"},
+        "errors": {"type": "array", "items": {"type": "object"}, "description": "Per-field problems (422 only)"},
+    },
+}
+
+
+def _document_errors(app: FastAPI) -> None:
+    """Make the OpenAPI document say what the error handlers above really send: FastAPI's
+    default 422 schema (`detail` as a list) is not our shape."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = build()
+            schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+            schemas.pop("ValidationError", None)
+            schemas["HTTPValidationError"] = _ERROR_SCHEMA
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def lambda_handler(app: FastAPI) -> Mangum:
@@ -95,6 +138,12 @@ def session_token(request: Request) -> str | None:
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
     return request.cookies.get(get_settings().cookie_name) or None
+
+
+def client_ip(request: Request) -> str:
+    """The caller's address as API Gateway saw it (requestContext.http.sourceIp)."""
+    event = request.scope.get("aws.event") or {}
+    return str(((event.get("requestContext") or {}).get("http") or {}).get("sourceIp") or "unknown")
 
 
 async def current_session(request: Request) -> tuple[User, uuid.UUID]:

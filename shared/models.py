@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import asdict, dataclass, field, fields
 from datetime import date, datetime, timedelta, timezone
-from typing import Any, ClassVar, Iterable, TypeVar
+from typing import Any, Callable, ClassVar, Iterable, TypeVar
 
 import psycopg2.errors
 from psycopg2 import sql
@@ -686,3 +686,55 @@ class File(Model):
                             (list(file_ids), user_id))
         order = {file_id: i for i, file_id in enumerate(file_ids)}
         return sorted(files, key=lambda f: order[f.id])
+
+# --------------------------------------------------------------------------- login back-off
+
+
+class LoginAttempts:
+    """The rows behind shared/throttle.py: attempts per (scope, key) over a sliding window."""
+
+    @staticmethod
+    async def reserve(keys: dict[str, str], window_seconds: int,
+                      refuse: Callable[[dict[str, tuple[int, float]]], float]) -> list[uuid.UUID] | float:
+        """Under a per-key lock (so parallel attempts are counted one by one): count each scope's
+        attempts in the window and ask `refuse({scope: (attempts, seconds since the latest)})`
+        for a wait. A wait > 0 is returned as is and nothing is recorded (a refused attempt does
+        not extend the back-off); otherwise one attempt row per scope is recorded and their ids
+        returned."""
+        pairs = sorted(keys.items())
+
+        def work(cur):
+            for scope, key in pairs:
+                cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"login:{scope}:{key}",))
+            cur.execute(
+                "SELECT scope, count(*), extract(epoch FROM now() - max(attempted_at))::float8 FROM login_attempts "
+                "WHERE (scope, key) IN (SELECT * FROM unnest(%s::text[], %s::text[])) "
+                "AND attempted_at > now() - make_interval(secs => %s) GROUP BY scope",
+                ([s for s, _ in pairs], [k for _, k in pairs], window_seconds),
+            )
+            wait = refuse({scope: (n, since) for scope, n, since in cur.fetchall()})
+            if wait > 0:
+                return wait
+            ids = [uuid.uuid4() for _ in pairs]
+            cur.execute(
+                "INSERT INTO login_attempts (id, scope, key) SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[])",
+                (ids, [s for s, _ in pairs], [k for _, k in pairs]),
+            )
+            cur.execute(
+                "DELETE FROM login_attempts WHERE id IN (SELECT id FROM login_attempts "
+                "WHERE attempted_at < now() - make_interval(secs => %s) LIMIT 100)",
+                (window_seconds,),
+            )
+            return ids
+
+        return await db.run(work, transaction=True)
+
+    @staticmethod
+    async def succeeded(account_key: str, ids: list[uuid.UUID]) -> None:
+        """A login succeeded: the account starts afresh and this attempt does not count."""
+
+        def work(cur):
+            cur.execute("DELETE FROM login_attempts WHERE (scope = 'account' AND key = %s) OR id = ANY(%s)",
+                        (account_key, ids))
+
+        await db.run(work)

@@ -104,6 +104,11 @@ class Settings:
     ai_prices: dict[str, tuple[float, float]] = field(default_factory=lambda: dict(DEFAULT_AI_PRICES))
     quota_daily_tokens: int = 200_000
     quota_calls_per_minute: int = 20
+    login_window_seconds: int = 900
+    login_account_free_failures: int = 5
+    login_client_free_failures: int = 30
+    login_backoff_base_seconds: float = 1.0
+    login_backoff_max_seconds: int = 300
 
 
 @lru_cache(maxsize=1)
@@ -153,4 +158,9 @@ def get_settings() -> Settings:
         ai_prices=_prices(_env("AI_PRICES", "")),
         quota_daily_tokens=max(0, int(_env("QUOTA_DAILY_TOKENS", "200000"))),
         quota_calls_per_minute=max(0, int(_env("QUOTA_CALLS_PER_MINUTE", "20"))),
+        login_window_seconds=int(_env("LOGIN_WINDOW_SECONDS", "900")),
+        login_account_free_failures=int(_env("LOGIN_ACCOUNT_FREE_FAILURES", "5")),
+        login_client_free_failures=int(_env("LOGIN_CLIENT_FREE_FAILURES", "30")),
+        login_backoff_base_seconds=float(_env("LOGIN_BACKOFF_BASE_SECONDS", "1")),
+        login_backoff_max_seconds=int(_env("LOGIN_BACKOFF_MAX_SECONDS", "300")),
     )

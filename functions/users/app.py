@@ -4,14 +4,15 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta, timezone
 from typing import Annotated
 
-from fastapi import Query
+from fastapi import Query, Request
 
-from shared.app import CurrentSession, CurrentUser, create_app, lambda_handler
+from shared.app import CurrentSession, CurrentUser, client_ip, create_app, lambda_handler
 from shared.errors import BadRequest, ValidationFailed
 from shared.file_service import delete_account
 from shared.models import ChatSession, usage_report
 from shared.schemas import DeleteAccountIn, Envelope, UsageOut, UserOut, UserUpdateIn
-from shared.security import hash_password, verify_password
+from shared.security import hash_password
+from shared.throttle import password_matches
 
 app = create_app("users")
 
@@ -22,14 +23,14 @@ async def me(user: CurrentUser):
 
 
 @app.patch("/users/me", response_model=UserOut)
-async def update_me(body: UserUpdateIn, session: CurrentSession):
+async def update_me(body: UserUpdateIn, session: CurrentSession, request: Request):
     user, session_id = session
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
     current = changes.pop("current_password", None)
     if not changes:
         raise ValidationFailed("Nothing to update: send name, email or password")
     if "password" in changes or "email" in changes:
-        if current is None or not verify_password(current, user.password_hash):
+        if not await password_matches(user.email, current, user.password_hash, client_ip(request)):
             raise BadRequest("current_password is required and must be correct to change email or password")
     if "password" in changes:
         changes["password_hash"] = hash_password(changes.pop("password"))
@@ -42,9 +43,9 @@ async def update_me(body: UserUpdateIn, session: CurrentSession):
 
 
 @app.delete("/users/me", response_model=Envelope)
-async def delete_me(body: DeleteAccountIn, user: CurrentUser):
+async def delete_me(body: DeleteAccountIn, user: CurrentUser, request: Request):
     """Delete the account: every file in S3, then the user and (by cascade) all their rows."""
-    if not verify_password(body.password, user.password_hash):
+    if not await password_matches(user.email, body.password, user.password_hash, client_ip(request)):
         raise BadRequest("password is required and must be correct to delete the account")
     await delete_account(user)
     return Envelope(message="Account deleted", data={"user_id": str(user.id)})

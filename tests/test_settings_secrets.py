@@ -110,3 +110,15 @@ def test_functions_without_secret_references_never_import_boto3():
     out = subprocess.run([sys.executable, "-c", code], cwd=settings_mod.__file__.rsplit("/shared/", 1)[0],
                          env=env, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@mock_aws
+def test_init_db_reads_the_same_secret(fresh_settings, database_url, capsys):
+    import init_db
+
+    arn = boto3.client("secretsmanager", REGION).create_secret(Name="iflychat/db2", SecretString=database_url)["ARN"]
+    fresh_settings.delenv("DATABASE_URL")
+    assert init_db.main(["--secret-arn", arn]) == 0
+    assert "schema is up to date" in capsys.readouterr().out
+    assert init_db.main(["--secret-arn", arn + "-missing"]) == 2
+    assert "ResourceNotFoundException" in capsys.readouterr().err

@@ -132,6 +132,7 @@ RETRY_FAILED_CONFIG_SECONDS = 30.0
 _NOT_PRODUCTION_STAGES = {"local", "test", "dev"}
 log = logging.getLogger("iflychat")
 _cache: dict[str, Any] = {}
+_clients: dict[tuple, Any] = {}  # kept by reset_settings: a client outlives a configuration
 
 
 def get_settings() -> Settings:
@@ -172,18 +173,15 @@ def resolve_secrets(settings: Settings) -> Settings:
 def read_secret(ref: str, *, database: bool = False) -> str:
     """The value a Secrets Manager secret (ARN or name) or an SSM parameter (ARN) holds. A
     database secret may also be RDS's JSON shape (username, password, host, port, dbname)."""
-    import boto3  # only deployments that use secrets pay for importing it
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import BotoCoreError, ClientError  # only deployments with secrets pay for it
 
     parts = ref.split(":")
     region = parts[3] if ref.startswith("arn:") and len(parts) > 5 and parts[3] else None
     try:
         if ref.startswith("arn:aws:ssm:"):
-            client = boto3.client("ssm", region_name=region)
-            value = client.get_parameter(Name=ref, WithDecryption=True)["Parameter"]["Value"]
+            value = _client("ssm", region).get_parameter(Name=ref, WithDecryption=True)["Parameter"]["Value"]
         else:
-            client = boto3.client("secretsmanager", region_name=region)
-            value = client.get_secret_value(SecretId=ref).get("SecretString") or ""
+            value = _client("secretsmanager", region).get_secret_value(SecretId=ref).get("SecretString") or ""
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "error")
         raise ConfigurationError(f"cannot read secret {ref}: {code}") from None
@@ -195,6 +193,16 @@ def read_secret(ref: str, *, database: bool = False) -> str:
     if not value:
         raise ConfigurationError(f"secret {ref} is empty")
     return value
+
+
+def _client(service: str, region: str | None):
+    """One boto3 client per service and region (making one costs tens of milliseconds)."""
+    key = ("client", service, region)
+    if key not in _clients:
+        import boto3
+
+        _clients[key] = boto3.client(service, region_name=region)
+    return _clients[key]
 
 
 def _url_from_rds_secret(text: str, ref: str) -> str:

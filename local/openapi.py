@@ -13,21 +13,21 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from local.apigw import Router
+from local.apigw import InProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 TITLE = "IFlyChat API"
 VERSION = "1.0.0"
 
 
-def merged(router: Router | None = None) -> dict[str, Any]:
+def merged(functions: InProcess | None = None) -> dict[str, Any]:
     """Every function's paths and component schemas in one document. Two apps defining the
     same schema name differently, or the same path and method, is an error."""
-    router = router or Router.from_template(ROOT / "template.yaml", ROOT)
+    functions = functions or InProcess(ROOT / "template.yaml")
     doc: dict[str, Any] = {"openapi": None, "info": {"title": TITLE, "version": VERSION}, "paths": {},
                            "components": {"schemas": {}}}
-    for name in sorted(router.functions):
-        handler = router.handler(name)
+    for name in sorted(functions.template.functions):
+        handler = functions.handler(name)
         app = getattr(handler, "app", None)
         if app is None or not hasattr(app, "openapi"):
             continue  # not an HTTP function (an S3-triggered one, say)
@@ -53,10 +53,15 @@ def render(doc: dict[str, Any]) -> str:
 
 
 def docs_html(openapi_url: str = "/openapi.json") -> str:
-    """The /docs page (Swagger UI, as FastAPI serves it)."""
-    from fastapi.openapi.docs import get_swagger_ui_html
-
-    return get_swagger_ui_html(openapi_url=openapi_url, title=f"{TITLE} - docs").body.decode("utf-8")
+    """The /docs page: Swagger UI (loaded by the browser from its CDN) on openapi_url."""
+    ui = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5"
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>{TITLE} - docs</title>
+<link rel="stylesheet" href="{ui}/swagger-ui.css"></head>
+<body><div id="ui"></div><script src="{ui}/swagger-ui-bundle.js"></script>
+<script>SwaggerUIBundle({{url: "{openapi_url}", dom_id: "#ui", withCredentials: true}});</script>
+</body></html>
+"""
 
 
 if __name__ == "__main__":

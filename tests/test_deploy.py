@@ -14,10 +14,10 @@ import pytest
 import yaml
 
 from local import openapi
-from local.apigw import load_template
+from local.apigw import CfnLoader
 from tests.conftest import ROOT
 
-TEMPLATE_PARAMETERS = set(load_template(ROOT / "template.yaml")["Parameters"])
+TEMPLATE_PARAMETERS = set(yaml.load((ROOT / "template.yaml").read_text(), Loader=CfnLoader)["Parameters"])
 PS1 = (ROOT / "deploy_lambda.ps1").read_text(encoding="utf-8")
 SCRIPT_ONLY = {"Region", "Guided", "Yes", "InitDb", "NoBuild"}
 
@@ -145,14 +145,14 @@ def test_pipeline_shape():
 
 
 def test_openapi_json_is_up_to_date(api):
-    expected = openapi.render(openapi.merged(api.router))
+    expected = openapi.render(openapi.merged(api.functions))
     current = (ROOT / "openapi.json").read_text(encoding="utf-8")
     assert current == expected, "openapi.json is stale: run `make openapi`"
 
 
 def test_openapi_has_every_template_route(api):
-    doc = openapi.merged(api.router)
-    for route in api.router.routes:
+    doc = openapi.merged(api.functions)
+    for route in api.functions.template.routes:
         assert route.method.lower() in doc["paths"].get(route.path, {}), route.route_key
 
 

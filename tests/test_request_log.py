@@ -64,16 +64,26 @@ def test_an_unhandled_error_is_a_500_logged_with_its_stack(user, capsys, monkeyp
     assert req["status"] == 500 and req["request_id"] == error["request_id"]
 
 
+def _health_event(stage: str) -> dict:
+    """GET /health as API Gateway sends it from a stage: a named one prefixes the path."""
+    route = apigw.Route("GET", "/health", "HealthFunction")
+    event = apigw.build_event("GET", "/health", [("host", "abc123.execute-api.eu-west-1.amazonaws.com")], route=route)
+    if stage != "$default":
+        event["rawPath"] = event["requestContext"]["http"]["path"] = f"/{stage}/health"
+    event["requestContext"]["stage"] = stage
+    return event
+
+
 def test_default_stage_and_named_stage_both_route(api, monkeypatch):
-    health_app = api.router.handler("HealthFunction").app
-    plain = apigw.build_event("GET", "/health", route_key="GET /health")  # $default: no prefix
+    health_app = api.functions.handler("HealthFunction").app
+    plain = _health_event("$default")  # what the template deploys: no prefix
     assert plain["rawPath"] == "/health"
     assert lambda_handler(health_app)(plain, Context())["statusCode"] == 200
 
     monkeypatch.setenv("API_BASE_PATH", "prod")
     reset_settings()
     try:
-        staged = apigw.build_event("GET", "/health", route_key="GET /health", stage="prod")
+        staged = _health_event("prod")
         assert staged["rawPath"] == "/prod/health"
         result = lambda_handler(health_app)(staged, Context())
         assert result["statusCode"] == 200, result

@@ -40,7 +40,7 @@ validate: $(SAM_STAMP)  ## lint the SAM template
 	$(SAM) validate --lint
 
 build: $(SAM_STAMP)  ## sam build: both layers (arm64 wheels) and every function, into .aws-sam/
-	@command -v python3.12 >/dev/null || { echo "make build: put python3.12 on PATH (sam builds for the Lambda runtime)"; exit 1; }
+	@python3.12 -V >/dev/null 2>&1 || { echo "make build: put python3.12 on PATH (sam builds for the Lambda runtime)"; exit 1; }
 	$(SAM) build
 
 openapi: $(STAMP)  ## regenerate openapi.json (a test fails when it is out of date)

@@ -58,7 +58,7 @@ stack="iflychat-$stage"
 export SAM_CLI_TELEMETRY=0
 
 if [ "$build" = 1 ]; then
-  command -v python3.12 >/dev/null 2>&1 || die "sam build needs python3.12 on PATH (the Lambda runtime)"
+  python3.12 -V >/dev/null 2>&1 || die "sam build needs python3.12 on PATH (the Lambda runtime)"
   echo "deploy: sam build"
   sam build
 fi

@@ -160,13 +160,13 @@ def other_user(api):
 @pytest.fixture
 def setting(monkeypatch):
     """Change settings for one test: `setting(QUOTA_DAILY_TOKENS=100)`; undone afterwards."""
-    from shared.settings import get_settings
+    from shared.settings import reset_settings
 
     def change(**env):
         for name, value in env.items():
             monkeypatch.setenv(name, str(value))
-        get_settings.cache_clear()
+        reset_settings()
 
     yield change
     monkeypatch.undo()
-    get_settings.cache_clear()
+    reset_settings()

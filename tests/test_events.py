@@ -24,6 +24,7 @@ EXPECTED_STATUS = {
     "chats-create.json": 201,
     "messages-list.json": 200,
     "messages-send.json": 200,
+    "files-list.json": 200,
 }
 S3_EVENTS = {"s3-object-created.json": ["processed"]}  # file processor outcomes
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from typing import Annotated, Any
 
@@ -16,12 +17,12 @@ from mangum import Mangum
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.errors import ApiError, Unauthorized
+from shared.logs import RequestLog, setup_logging
 from shared.models import User
 from shared.security import decode_token
-from shared.settings import get_settings
+from shared.settings import ConfigurationError, get_settings, settings_from_env
 
 log = logging.getLogger("iflychat")
-logging.getLogger().setLevel(logging.INFO)
 
 
 def _error(status: int, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
@@ -42,8 +43,10 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, list[dict[str
 
 
 def create_app(title: str) -> FastAPI:
-    """A FastAPI app with the project's error handling and CORS."""
-    settings = get_settings()
+    """A FastAPI app with the project's error handling, CORS and request log. It reads only
+    plain settings here: secrets are resolved on the first request (see RequestLog)."""
+    settings = settings_from_env()
+    setup_logging(settings.log_level, in_lambda="AWS_LAMBDA_FUNCTION_NAME" in os.environ)
     app = FastAPI(title=f"IFlyChat {title}", docs_url=None, redoc_url=None)
 
     @app.exception_handler(ApiError)
@@ -85,7 +88,8 @@ def create_app(title: str) -> FastAPI:
         return _error(500, "Internal server error")
 
     _document_errors(app)
-    app.add_middleware(
+    app.add_middleware(RequestLog)
+    app.add_middleware(  # outside RequestLog, so even its 503 carries the CORS headers
         CORSMiddleware,
         allow_origins=list(settings.frontend_origins),
         allow_credentials=True,
@@ -124,8 +128,13 @@ def _document_errors(app: FastAPI) -> None:
 
 def lambda_handler(app: FastAPI) -> Mangum:
     """The Lambda entry point for an app: no lifespan (Mangum would run it on every
-    invocation), and the stage prefix of a named API Gateway stage stripped from the path."""
-    base = get_settings().api_base_path
+    invocation), and the stage prefix of a named API Gateway stage stripped from the path.
+    Secrets are read here, in the init phase; if that fails, RequestLog answers 503 and retries."""
+    try:
+        get_settings()
+    except ConfigurationError:
+        pass  # logged by get_settings
+    base = settings_from_env().api_base_path
     return Mangum(app, lifespan="off", api_gateway_base_path=f"/{base}" if base else "/")
 
 

@@ -1,14 +1,24 @@
 """Settings, read once per container from the environment.
 
 Every setting the backend reads is declared here with its default; the README lists them.
+
+Deployed, the secrets (database URL, JWT key, OpenAI key) are not in the environment: the
+environment names where they are (`DATABASE_URL_SECRET_ARN`, `JWT_SECRET_ARN`,
+`OPENAI_API_KEY_SECRET_ARN`: a Secrets Manager secret's ARN or name, or an SSM parameter's ARN),
+and get_settings() reads them once per container with boto3, imported only then. In production
+a missing or default JWT key (or database URL) is a ConfigurationError: the app factory answers
+every request 503 and logs why, until the configuration is fixed.
 """
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
-from dataclasses import dataclass, field
-from functools import lru_cache
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import quote
 
 DEFAULT_JWT_SECRET = "dev-only-secret-change-me-in-production-0123456789"
 
@@ -109,19 +119,130 @@ class Settings:
     login_client_free_failures: int = 30
     login_backoff_base_seconds: float = 1.0
     login_backoff_max_seconds: int = 300
+    production: bool = False
+    log_level: str = "INFO"
 
 
-@lru_cache(maxsize=1)
+class ConfigurationError(RuntimeError):
+    """The deployment's configuration cannot work (a secret is missing or unreadable)."""
+
+
+# setting -> the environment variable naming the secret that holds it
+SECRET_REFERENCES = {
+    "database_url": "DATABASE_URL_SECRET_ARN",
+    "jwt_secret": "JWT_SECRET_ARN",
+    "openai_api_key": "OPENAI_API_KEY_SECRET_ARN",
+}
+RETRY_FAILED_CONFIG_SECONDS = 30.0
+_NOT_PRODUCTION_STAGES = {"local", "test", "dev"}
+log = logging.getLogger("iflychat")
+_cache: dict[str, Any] = {}
+_clients: dict[tuple, Any] = {}  # kept by reset_settings: a client outlives a configuration
+
+
 def get_settings() -> Settings:
+    """The settings, secrets resolved, cached for the container's life. Raises
+    ConfigurationError when they cannot work; a failure is remembered for 30 s, then retried
+    (so a throttled secret read at cold start does not break the container for good)."""
+    settings = _cache.get("settings")
+    if settings is not None:
+        return settings
+    failed = _cache.get("failure")
+    if failed and time.monotonic() - failed[0] < RETRY_FAILED_CONFIG_SECONDS:
+        raise failed[1]
+    try:
+        settings = check_production(resolve_secrets(settings_from_env()))
+    except ConfigurationError as exc:
+        _cache["failure"] = (time.monotonic(), exc)
+        log.critical("configuration error: %s", exc)
+        raise
+    _cache.clear()
+    _cache["settings"] = settings
+    return settings
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests that change the environment)."""
+    _cache.clear()
+
+
+def resolve_secrets(settings: Settings) -> Settings:
+    refs = {field: os.environ.get(env, "").strip() for field, env in SECRET_REFERENCES.items()}
+    refs = {field: ref for field, ref in refs.items() if ref}
+    if not refs:
+        return settings
+    values = {field: read_secret(ref, database=field == "database_url") for field, ref in refs.items()}
+    return replace(settings, **values)
+
+
+def read_secret(ref: str, *, database: bool = False) -> str:
+    """The value a Secrets Manager secret (ARN or name) or an SSM parameter (ARN) holds. A
+    database secret may also be RDS's JSON shape (username, password, host, port, dbname)."""
+    from botocore.exceptions import BotoCoreError, ClientError  # only deployments with secrets pay for it
+
+    parts = ref.split(":")
+    region = parts[3] if ref.startswith("arn:") and len(parts) > 5 and parts[3] else None
+    try:
+        if ref.startswith("arn:aws:ssm:"):
+            value = _client("ssm", region).get_parameter(Name=ref, WithDecryption=True)["Parameter"]["Value"]
+        else:
+            value = _client("secretsmanager", region).get_secret_value(SecretId=ref).get("SecretString") or ""
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "error")
+        raise ConfigurationError(f"cannot read secret {ref}: {code}") from None
+    except BotoCoreError as exc:
+        raise ConfigurationError(f"cannot read secret {ref}: {type(exc).__name__}") from None
+    value = value.strip()
+    if database and value.startswith("{"):
+        value = _url_from_rds_secret(value, ref)
+    if not value:
+        raise ConfigurationError(f"secret {ref} is empty")
+    return value
+
+
+def _client(service: str, region: str | None):
+    """One boto3 client per service and region (making one costs tens of milliseconds)."""
+    key = ("client", service, region)
+    if key not in _clients:
+        import boto3
+
+        _clients[key] = boto3.client(service, region_name=region)
+    return _clients[key]
+
+
+def _url_from_rds_secret(text: str, ref: str) -> str:
+    try:
+        doc = json.loads(text)
+        user, password, host = doc["username"], doc["password"], doc["host"]
+    except (ValueError, KeyError, TypeError):
+        raise ConfigurationError(f"secret {ref} is JSON but not RDS's shape (username, password, host)") from None
+    port, dbname = doc.get("port") or 5432, doc.get("dbname") or "postgres"
+    return f"postgresql://{quote(str(user), safe='')}:{quote(str(password), safe='')}@{host}:{port}/{quote(str(dbname), safe='')}"
+
+
+def check_production(settings: Settings) -> Settings:
+    if not settings.production:
+        return settings
+    if settings.jwt_secret == DEFAULT_JWT_SECRET or len(settings.jwt_secret.encode("utf-8")) < 32:
+        raise ConfigurationError("JWT secret is missing, the development default or shorter than 32 bytes "
+                                 "in production: set JWT_SECRET_ARN")
+    if settings.database_url == Settings.database_url:
+        raise ConfigurationError("database URL is not set in production: set DATABASE_URL_SECRET_ARN")
+    return settings
+
+
+def settings_from_env() -> Settings:
+    """The settings as the environment gives them, secrets unresolved and unchecked."""
     origins = tuple(o.strip() for o in _env("FRONTEND_ORIGIN", "http://localhost:5173").split(",") if o.strip())
     samesite = _env("COOKIE_SAMESITE", "lax").lower()
+    stage = _env("STAGE", "local")
     if samesite not in {"lax", "strict", "none"}:
         raise ValueError(f"COOKIE_SAMESITE must be lax, strict or none, not {samesite!r}")
     provider = _env("AI_PROVIDER", "openai").lower()
     if provider not in {"openai", "bedrock"}:
         raise ValueError(f"AI_PROVIDER must be openai or bedrock, not {provider!r}")
     return Settings(
-        stage=_env("STAGE", "local"),
+        stage=stage,
         database_url=_env("DATABASE_URL", Settings.database_url),
         db_connect_timeout=int(_env("DB_CONNECT_TIMEOUT", "5")),
         db_statement_timeout_ms=int(_env("DB_STATEMENT_TIMEOUT_MS", "10000")),
@@ -163,4 +284,6 @@ def get_settings() -> Settings:
         login_client_free_failures=int(_env("LOGIN_CLIENT_FREE_FAILURES", "30")),
         login_backoff_base_seconds=float(_env("LOGIN_BACKOFF_BASE_SECONDS", "1")),
         login_backoff_max_seconds=int(_env("LOGIN_BACKOFF_MAX_SECONDS", "300")),
+        production=_bool(_env("PRODUCTION", "false" if stage in _NOT_PRODUCTION_STAGES else "true")),
+        log_level=_env("LOG_LEVEL", "INFO").upper(),
     )

@@ -2,6 +2,11 @@
 """Create or upgrade the IFlyChat schema on the PostgreSQL that DATABASE_URL names.
 
     DATABASE_URL=postgresql://user@host/db python init_db.py
+    python init_db.py --secret-arn arn:aws:secretsmanager:eu-west-1:123456789012:secret:iflychat/prod/db-AbCdEf
+
+With --secret-arn (or $DATABASE_URL_SECRET_ARN) it reads the URL from the same Secrets Manager
+secret or SSM parameter the deployed functions read (AWS credentials from the usual places:
+the environment, ~/.aws, an assumed role in CI), so nobody copies the password around.
 
 Migrations are the numbered files in shared/migrations (0001_init.sql, 0002_...). Each one that
 the database has not seen yet runs in its own transaction, in order, and is recorded in
@@ -83,11 +88,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL", ""),
                         help="PostgreSQL URL (default: $DATABASE_URL)")
+    parser.add_argument("--secret-arn", default=os.environ.get("DATABASE_URL_SECRET_ARN", ""),
+                        help="read the URL from this Secrets Manager secret or SSM parameter "
+                             "(default: $DATABASE_URL_SECRET_ARN); wins over --database-url")
     args = parser.parse_args(argv)
-    if not args.database_url:
-        print("init_db: set DATABASE_URL or pass --database-url", file=sys.stderr)
+    url = args.database_url
+    if args.secret_arn:
+        from shared.settings import ConfigurationError, read_secret
+
+        try:
+            url = read_secret(args.secret_arn, database=True)
+        except ConfigurationError as exc:
+            print(f"init_db: {exc}", file=sys.stderr)
+            return 2
+    if not url:
+        print("init_db: set DATABASE_URL or pass --database-url or --secret-arn", file=sys.stderr)
         return 2
-    init_db(args.database_url)
+    init_db(url)
     return 0
 
 

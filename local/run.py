@@ -333,6 +333,21 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _handle
 
+    def __getattr__(self, name: str):
+        # Any other method (TRACE, PROPFIND, ...) is routed too, so it gets API Gateway's JSON
+        # 404/405 instead of http.server's HTML 501.
+        if name.startswith("do_"):
+            return self._handle
+        raise AttributeError(name)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own errors (a malformed request line, headers too long) as JSON too."""
+        self.close_connection = True
+        try:
+            self._send(*_json_error(code, message or explain or "Bad request", message or "Bad request"))
+        except OSError:
+            pass
+
 
 class LocalRunner:
     """Everything `make dev` runs. `start()` returns the base URL; `stop()` undoes it all."""
@@ -471,6 +486,9 @@ class LocalRunner:
         if method == "OPTIONS" and cors is not None and origin and any(k.lower() == "access-control-request-method" for k, _ in headers):
             return (204, self._preflight_headers(origin), b"", "-")
 
+        if method == "GET" and path in ("/openapi.json", "/docs"):
+            return (*self._api_docs(path), "-")
+
         route, params, allowed = match_route(self.template.routes, method, path)
         if route is None:
             if allowed:
@@ -497,6 +515,20 @@ class LocalRunner:
             status, hdrs, data = _json_error(exc.status, exc.detail, exc.message)
         hdrs.append(("Apigw-Requestid", request_id))
         return (status, self._cors_headers(hdrs, origin), data, route.function)
+
+    def _api_docs(self, path: str) -> tuple[int, list[tuple[str, str]], bytes]:
+        """GET /openapi.json: the merged document, made fresh by a subprocess (this process
+        imports no function code); GET /docs: Swagger UI on it."""
+        if path == "/docs":
+            from local.openapi import docs_html
+
+            return 200, [("Content-Type", "text/html; charset=utf-8")], docs_html().encode()
+        made = subprocess.run([sys.executable, "-m", "local.openapi"], cwd=self.repo_root,
+                              capture_output=True, timeout=60)
+        if made.returncode != 0:
+            self.log(f"  openapi: {made.stderr.decode(errors='replace')[-2000:]}")
+            return _json_error(500, "Could not build the OpenAPI document; see the runner's log")
+        return 200, [("Content-Type", "application/json")], made.stdout
 
     def _preflight_headers(self, origin: str) -> list[tuple[str, str]]:
         cors = self.template.cors if self.template else None

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from typing import Annotated, Any
 
 import psycopg2
+import psycopg2.errors
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -15,12 +17,12 @@ from mangum import Mangum
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.errors import ApiError, SessionEnded, Unauthorized
+from shared.logs import RequestLog, setup_logging
 from shared.models import Caller, User
 from shared.security import decode_token
-from shared.settings import get_settings
+from shared.settings import ConfigurationError, get_settings, settings_from_env
 
 log = logging.getLogger("iflychat")
-logging.getLogger().setLevel(logging.INFO)
 
 
 def _error(status: int, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
@@ -41,8 +43,10 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, list[dict[str
 
 
 def create_app(title: str) -> FastAPI:
-    """A FastAPI app with the project's error handling and CORS."""
-    settings = get_settings()
+    """A FastAPI app with the project's error handling, CORS and request log. It reads only
+    plain settings here: secrets are resolved on the first request (see RequestLog)."""
+    settings = settings_from_env()
+    setup_logging(settings.log_level, in_lambda="AWS_LAMBDA_FUNCTION_NAME" in os.environ)
     app = FastAPI(title=f"IFlyChat {title}", docs_url=None, redoc_url=None)
 
     @app.exception_handler(ApiError)
@@ -59,6 +63,20 @@ def create_app(title: str) -> FastAPI:
         detail = exc.detail if isinstance(exc.detail, str) else "Request failed"
         return _error(exc.status_code, detail, getattr(exc, "headers", None))
 
+    @app.exception_handler(psycopg2.DataError)
+    async def unstorable(_: Request, exc: psycopg2.DataError) -> JSONResponse:
+        # The schemas should have refused the value; if one slips through, it is still the
+        # caller's input that PostgreSQL cannot hold, so a 422 - never the SQL text.
+        log.warning("database refused a value: %s", type(exc).__name__)
+        return _error(422, "Invalid input - a value cannot be stored")
+
+    @app.exception_handler(psycopg2.IntegrityError)
+    async def constraint(_: Request, exc: psycopg2.IntegrityError) -> JSONResponse:
+        log.warning("database constraint failed: %s", type(exc).__name__)
+        if isinstance(exc, (psycopg2.errors.CheckViolation, psycopg2.errors.NotNullViolation)):
+            return _error(422, "Invalid input - a value is out of the allowed range")
+        return _error(409, "The request conflicts with a concurrent change; please reload and retry")
+
     @app.exception_handler(psycopg2.OperationalError)
     async def database_down(_: Request, exc: psycopg2.OperationalError) -> JSONResponse:
         log.warning("database error: %s", str(exc).strip())
@@ -69,7 +87,9 @@ def create_app(title: str) -> FastAPI:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return _error(500, "Internal server error")
 
-    app.add_middleware(
+    _document_errors(app)
+    app.add_middleware(RequestLog)
+    app.add_middleware(  # outside RequestLog, so even its 503 carries the CORS headers
         CORSMiddleware,
         allow_origins=list(settings.frontend_origins),
         allow_credentials=True,
@@ -79,10 +99,42 @@ def create_app(title: str) -> FastAPI:
     return app
 
 
+_ERROR_SCHEMA = {
+    "title": "Error",
+    "type": "object",
+    "required": ["detail"],
+    "properties": {
+        "detail": {"type": "string", "description": "A readable message the front end shows"},
+        "errors": {"type": "array", "items": {"type": "object"}, "description": "Per-field problems (422 only)"},
+    },
+}
+
+
+def _document_errors(app: FastAPI) -> None:
+    """Make the OpenAPI document say what the error handlers above really send: FastAPI's
+    default 422 schema (`detail` as a list) is not our shape."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = build()
+            schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+            schemas.pop("ValidationError", None)
+            schemas["HTTPValidationError"] = _ERROR_SCHEMA
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def lambda_handler(app: FastAPI) -> Mangum:
     """The Lambda entry point for an app: no lifespan (Mangum would run it on every
-    invocation), and the stage prefix of a named API Gateway stage stripped from the path."""
-    base = get_settings().api_base_path
+    invocation), and the stage prefix of a named API Gateway stage stripped from the path.
+    Secrets are read here, in the init phase; if that fails, RequestLog answers 503 and retries."""
+    try:
+        get_settings()
+    except ConfigurationError:
+        pass  # logged by get_settings
+    base = settings_from_env().api_base_path
     return Mangum(app, lifespan="off", api_gateway_base_path=f"/{base}" if base else "/")
 
 
@@ -95,6 +147,12 @@ def session_token(request: Request) -> str | None:
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
     return request.cookies.get(get_settings().cookie_name) or None
+
+
+def client_ip(request: Request) -> str:
+    """The caller's address as API Gateway saw it (requestContext.http.sourceIp)."""
+    event = request.scope.get("aws.event") or {}
+    return str(((event.get("requestContext") or {}).get("http") or {}).get("sourceIp") or "unknown")
 
 
 async def current_caller(request: Request) -> Caller:

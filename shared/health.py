@@ -32,4 +32,4 @@ def check_s3() -> str:
 
 def check_ai() -> str:
     s = get_settings()
-    return "configured" if s.openai_api_key else "not_configured"
+    return "configured" if s.openai_api_key or s.ai_provider == "bedrock" else "not_configured"

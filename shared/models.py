@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime, timedelta, timezone
-from typing import Any, ClassVar, Iterable, TypeVar
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, Callable, ClassVar, Iterable, TypeVar
 
 import psycopg2.errors
 from psycopg2 import sql
 from psycopg2.extras import Json
 
 from shared import db
-from shared.errors import Conflict, NotFound, SessionEnded
+from shared.errors import Conflict, NotFound, SessionEnded, TooManyRequests
+from shared.settings import get_settings
 
 M = TypeVar("M", bound="Model")
 
@@ -98,28 +99,6 @@ async def _many(cls: type[M], query: str, params: Any) -> list[M]:
         return cur.fetchall()
 
     return [cls(*row) for row in await db.run(work)]  # type: ignore[call-arg]
-
-
-async def _page(cls: type[M], order: str, user_id: uuid.UUID, limit: int, offset: int) -> tuple[list[M], int]:
-    """One page of a user's rows of cls's table in `order` (a constant), and the user's total."""
-    table = cls.table
-
-    def work(cur):
-        cur.execute(
-            f"SELECT {cls.columns()}, count(*) OVER () FROM {table} WHERE user_id = %s "
-            f"ORDER BY {order} LIMIT %s OFFSET %s",
-            (user_id, limit, offset),
-        )
-        rows = cur.fetchall()
-        if rows:
-            return rows, rows[0][-1]
-        if offset == 0:
-            return rows, 0
-        cur.execute(f"SELECT count(*) FROM {table} WHERE user_id = %s", (user_id,))
-        return rows, cur.fetchone()[0]
-
-    rows, total = await db.run(work)
-    return [cls(*row[:-1]) for row in rows], total  # type: ignore[call-arg]
 
 
 # --------------------------------------------------------------------------- who is calling
@@ -387,39 +366,169 @@ class Turn:
     content: str
 
 
+@dataclass
+class Reservation:
+    """Tokens held against the user's daily budget while an AI call runs (settled afterwards)."""
+    tokens: int
+    day: date
+
+
+def _reserve_sql(guard: str) -> str:
+    """Check-and-reserve against the quota in one atomic upsert: the conflicting row is locked and
+    the WHERE re-checked against its latest version, so concurrent requests queue on the user's
+    row and each sees what the one before it reserved. `guard` (a constant SQL condition) says
+    whether the request is valid at all (its chat is the user's); an invalid one reserves nothing."""
+    fresh_day = "CASE WHEN q.day = excluded.day THEN q.day_tokens ELSE 0 END"
+    in_window = "q.window_start > now() - interval '1 minute'"
+    return f"""
+        INSERT INTO ai_quota AS q (user_id, day, day_tokens, window_start, window_calls)
+        SELECT %(user)s, (now() AT TIME ZONE 'UTC')::date, %(reserve)s, now(), 1
+        WHERE {guard} AND (%(budget)s = 0 OR %(reserve)s <= %(budget)s)
+        ON CONFLICT (user_id) DO UPDATE SET
+            day = excluded.day,
+            day_tokens = {fresh_day} + excluded.day_tokens,
+            window_start = CASE WHEN {in_window} THEN q.window_start ELSE now() END,
+            window_calls = CASE WHEN {in_window} THEN q.window_calls ELSE 0 END + 1
+        WHERE (%(budget)s = 0 OR {fresh_day} + excluded.day_tokens <= %(budget)s)
+          AND (%(per_minute)s = 0 OR CASE WHEN {in_window} THEN q.window_calls ELSE 0 END < %(per_minute)s)
+        RETURNING day"""
+
+
+_OWNED_CHAT = "EXISTS (SELECT 1 FROM chats WHERE id = %(chat)s AND user_id = %(user)s)"
+
+
+def _earlier_sql(where: str) -> str:
+    """The latest turns of a chat matching `where` (newest first, at most %(history)s rows),
+    stopping once %(chars)s characters are collected: a long chat never loads in full."""
+    return f"""
+        SELECT type, content, seq FROM (
+            SELECT m.type, m.content, m.seq,
+                   sum(char_length(m.content)) OVER (ORDER BY m.seq DESC) - char_length(m.content) AS before
+            FROM messages m WHERE {where} ORDER BY m.seq DESC LIMIT %(history)s
+        ) w WHERE w.before < %(chars)s"""
+
+
+_EARLIER_JSON = ("coalesce((SELECT json_agg(json_build_object('type', type, 'content', content) ORDER BY seq) "
+                 "FROM earlier), '[]'::json)")
+
+
+def _quota_params(user_id: uuid.UUID, reserve: int) -> dict[str, Any]:
+    s = get_settings()
+    return {"user": user_id, "reserve": int(reserve), "budget": s.quota_daily_tokens,
+            "per_minute": s.quota_calls_per_minute}
+
+
+async def _quota_refusal(user_id: uuid.UUID, reserve: int) -> TooManyRequests:
+    """The 429 for a refused reservation, naming the limit that refused it."""
+    s = get_settings()
+
+    def work(cur):
+        cur.execute("SELECT day, day_tokens, window_start, window_calls, now() FROM ai_quota WHERE user_id = %s",
+                    (user_id,))
+        return cur.fetchone()
+
+    row = await db.run(work)
+    now = datetime.now(timezone.utc) if row is None else row[4]
+    used = row[1] if row is not None and row[0] == now.astimezone(timezone.utc).date() else 0
+    if s.quota_daily_tokens and (used + reserve > s.quota_daily_tokens or not s.quota_calls_per_minute):
+        midnight = datetime.combine(now.astimezone(timezone.utc).date() + timedelta(days=1), datetime.min.time(),
+                                    tzinfo=timezone.utc)
+        return TooManyRequests(
+            f"Daily AI token budget reached: {s.quota_daily_tokens} tokens a day, {used} used, and this request "
+            f"may need up to {reserve}; it resets at 00:00 UTC", retry_after=int((midnight - now).total_seconds()) + 1)
+    retry = 1 if row is None else int((row[2] + timedelta(minutes=1) - now).total_seconds()) + 1
+    return TooManyRequests(f"AI request limit reached: {s.quota_calls_per_minute} AI requests a minute; "
+                           "please wait a moment", retry_after=max(1, retry))
+
+
 async def add_user_message(chat_id: uuid.UUID, user_id: uuid.UUID, content: str, *,
-                           file_name: str | None, file_url: str | None,
-                           metadata: dict[str, Any] | None, history: int) -> tuple[Message, list[Turn]]:
-    """Store the user's message, move the chat to the top, and return the `history` latest
-    earlier turns (oldest first) - all in one statement. NotFound if the chat is not theirs."""
+                           file_name: str | None, file_url: str | None, metadata: dict[str, Any] | None,
+                           history: int, history_chars: int, reserve: int) -> tuple[Message, list[Turn], Reservation]:
+    """Reserve `reserve` tokens of the user's quota, store the message, move the chat to the top,
+    and return the latest earlier turns (oldest first) - all in one statement. NotFound if the chat
+    is not theirs; TooManyRequests (and nothing stored) when over a quota."""
     cols = Message.columns()
 
     def work(cur):
         cur.execute(
             f"""
-            WITH chat AS (
-                UPDATE chats SET updated_at = now() WHERE id = %(chat)s AND user_id = %(user)s RETURNING id
-            ), earlier AS (
-                SELECT m.type, m.content, m.seq FROM messages m
-                WHERE m.chat_id = (SELECT id FROM chat) ORDER BY m.seq DESC LIMIT %(history)s
+            WITH quota AS ({_reserve_sql(_OWNED_CHAT)}
+            ), chat AS (
+                UPDATE chats SET updated_at = now()
+                WHERE id = %(chat)s AND user_id = %(user)s AND EXISTS (SELECT 1 FROM quota) RETURNING id
+            ), earlier AS ({_earlier_sql("m.chat_id = (SELECT id FROM chat)")}
             ), stored AS (
                 INSERT INTO messages (id, chat_id, type, content, file_name, file_url, metadata)
                 SELECT %(id)s, chat.id, 'user', %(content)s, %(file_name)s, %(file_url)s, %(metadata)s FROM chat
                 RETURNING {cols}
             )
-            SELECT (SELECT row_to_json(stored) FROM stored),
-                   coalesce((SELECT json_agg(json_build_object('type', type, 'content', content) ORDER BY seq)
-                             FROM earlier), '[]'::json)
+            SELECT (SELECT row_to_json(stored) FROM stored), {_EARLIER_JSON}, (SELECT day FROM quota), {_OWNED_CHAT}
             """,
-            {"chat": chat_id, "user": user_id, "history": history, "id": uuid.uuid4(), "content": content,
-             "file_name": file_name, "file_url": file_url, "metadata": Json(metadata or {})},
+            {"chat": chat_id, "history": history, "chars": history_chars, "id": uuid.uuid4(), "content": content,
+             "file_name": file_name, "file_url": file_url, "metadata": Json(metadata or {}),
+             **_quota_params(user_id, reserve)},
         )
         return cur.fetchone()
 
-    stored, earlier = await db.run(work)
-    if stored is None:
+    stored, earlier, day, owned = await db.run(work)
+    if not owned:
         raise NotFound("Chat not found")
-    return _message_from_json(stored), [Turn(**t) for t in earlier]
+    if stored is None:
+        raise await _quota_refusal(user_id, reserve)
+    return _message_from_json(stored), [Turn(**t) for t in earlier], Reservation(reserve, day)
+
+
+@dataclass
+class LastExchange:
+    user_message: Message
+    reply: Message | None  # the bot's answer to it, if there is one
+    earlier: list[Turn]  # the turns before the user's message
+
+
+async def last_exchange(chat_id: uuid.UUID, user_id: uuid.UUID, *, history: int, history_chars: int) -> LastExchange:
+    """For a regenerate: the chat's last user message, the bot reply after it and the turns
+    before it, in one statement. NotFound when the chat is not theirs or has nothing to answer."""
+    cols = Message.columns()
+
+    def work(cur):
+        cur.execute(
+            f"""
+            WITH asked AS (
+                SELECT {cols}, seq FROM messages WHERE chat_id = %(chat)s AND type = 'user' AND {_OWNED_CHAT}
+                ORDER BY seq DESC LIMIT 1
+            ), reply AS (
+                SELECT {cols} FROM messages WHERE chat_id = %(chat)s AND type = 'bot'
+                AND seq > (SELECT seq FROM asked) ORDER BY seq DESC LIMIT 1
+            ), earlier AS ({_earlier_sql("m.chat_id = %(chat)s AND m.seq < (SELECT seq FROM asked)")}
+            )
+            SELECT (SELECT row_to_json(asked) FROM asked), (SELECT row_to_json(reply) FROM reply), {_EARLIER_JSON}
+            """,
+            {"chat": chat_id, "user": user_id, "history": history, "chars": history_chars},
+        )
+        return cur.fetchone()
+
+    asked, reply, earlier = await db.run(work)
+    if asked is None:
+        raise NotFound("Chat not found or it has no message to answer")
+    return LastExchange(_message_from_json(asked), reply and _message_from_json(reply), [Turn(**t) for t in earlier])
+
+
+def reserve_work(cur, chat_id: uuid.UUID, user_id: uuid.UUID, reserve: int) -> tuple[date | None, bool]:
+    """The reservation statement on a given cursor: (the day reserved or None if refused, whether
+    the chat is the user's). Tests run it on their own connections to race it."""
+    cur.execute(f"WITH quota AS ({_reserve_sql(_OWNED_CHAT)}) SELECT (SELECT day FROM quota), {_OWNED_CHAT}",
+                {"chat": chat_id, **_quota_params(user_id, reserve)})
+    return cur.fetchone()
+
+
+async def reserve_quota(chat_id: uuid.UUID, user_id: uuid.UUID, reserve: int) -> Reservation:
+    """Reserve quota for an AI call about one of the user's chats (NotFound if it is not theirs)."""
+    day, owned = await db.run(reserve_work, chat_id, user_id, reserve)
+    if not owned:
+        raise NotFound("Chat not found")
+    if day is None:
+        raise await _quota_refusal(user_id, reserve)
+    return Reservation(reserve, day)
 
 
 def _message_from_json(obj: dict[str, Any]) -> Message:
@@ -439,51 +548,104 @@ class UsageRecord:
     completion_tokens: int
     estimated: bool
     cost_usd: float = 0.0
+    priced: bool = True
 
 
 async def add_bot_reply(chat_id: uuid.UUID, user_id: uuid.UUID, content: str | None,
-                        metadata: dict[str, Any], usage: list[UsageRecord],
-                        new_title: str | None = None) -> Message | None:
-    """Store the AI's reply, its usage rows and (on a first message) the chat's new title in
-    one statement, so they land together or not at all. The reply is None when only usage is
-    recorded (a failed call that still cost tokens); usage survives a chat deleted meanwhile."""
+                        metadata: dict[str, Any], usage: list[UsageRecord], new_title: str | None = None, *,
+                        reservation: Reservation | None = None, message_id: uuid.UUID | None = None,
+                        replaces: uuid.UUID | None = None) -> Message | None:
+    """Store the AI's reply, its usage rows, (on a first message) the chat's new title, the
+    settlement of the quota reservation (the real tokens replace the reserved ones) and (for a
+    regenerate) the removal of the reply it `replaces` - in one statement, so they land together
+    or not at all. The reply is None when only usage is recorded (a failed call that still cost
+    tokens, or none); usage survives a chat deleted meanwhile."""
     cols = Message.columns()
     usage_rows = [
         {"id": str(uuid.uuid4()), "operation": u.operation, "provider": u.provider, "model": u.model,
-         "prompt_tokens": int(u.prompt_tokens), "completion_tokens": int(u.completion_tokens),
-         "estimated": bool(u.estimated), "cost_usd": max(0.0, float(u.cost_usd))}
+         "prompt_tokens": max(0, int(u.prompt_tokens)), "completion_tokens": max(0, int(u.completion_tokens)),
+         "estimated": bool(u.estimated), "cost_usd": max(0.0, float(u.cost_usd)), "priced": bool(u.priced)}
         for u in usage
     ]
+    spent = sum(u["prompt_tokens"] + u["completion_tokens"] for u in usage_rows)
 
     def work(cur):
+        # `settle` runs first (chat waits for it): every statement locks the quota row before the
+        # chat row, so two requests of one user can never deadlock.
         cur.execute(
             f"""
-            WITH chat AS (
+            WITH settle AS (
+                UPDATE ai_quota SET day_tokens = greatest(0, day_tokens - %(reserved)s + %(spent)s)
+                WHERE user_id = %(user)s AND day = %(day)s RETURNING 1
+            ), chat AS (
                 UPDATE chats SET updated_at = now(), title = coalesce(%(title)s, title)
-                WHERE id = %(chat)s AND user_id = %(user)s RETURNING id
+                WHERE id = %(chat)s AND user_id = %(user)s AND (SELECT count(*) FROM settle) >= 0 RETURNING id
+            ), gone AS (
+                DELETE FROM messages WHERE id = %(replaces)s AND chat_id = (SELECT id FROM chat) AND type = 'bot'
             ), reply AS (
                 INSERT INTO messages (id, chat_id, type, content, metadata)
                 SELECT %(id)s, chat.id, 'bot', %(content)s, %(metadata)s FROM chat WHERE %(content)s IS NOT NULL
                 RETURNING {cols}
             ), usage AS (
                 INSERT INTO ai_usage (id, user_id, chat_id, message_id, operation, provider, model,
-                                      prompt_tokens, completion_tokens, total_tokens, estimated, cost_usd)
+                                      prompt_tokens, completion_tokens, total_tokens, estimated, cost_usd, priced)
                 SELECT u.id, %(user)s, (SELECT id FROM chat), (SELECT id FROM reply), u.operation, u.provider,
                        u.model, u.prompt_tokens, u.completion_tokens, u.prompt_tokens + u.completion_tokens,
-                       u.estimated, u.cost_usd
+                       u.estimated, u.cost_usd, u.priced
                 FROM jsonb_to_recordset(%(usage)s) AS u(id uuid, operation text, provider text, model text,
-                     prompt_tokens int, completion_tokens int, estimated boolean, cost_usd numeric)
+                     prompt_tokens int, completion_tokens int, estimated boolean, cost_usd numeric, priced boolean)
                 RETURNING 1
             )
             SELECT (SELECT row_to_json(reply) FROM reply), (SELECT count(*) FROM usage)
             """,
-            {"chat": chat_id, "user": user_id, "title": new_title, "id": uuid.uuid4(), "content": content,
-             "metadata": Json(metadata), "usage": Json(usage_rows)},
+            {"chat": chat_id, "user": user_id, "title": new_title, "id": message_id or uuid.uuid4(),
+             "content": content, "metadata": Json(metadata), "usage": Json(usage_rows), "replaces": replaces,
+             "reserved": reservation.tokens if reservation else 0, "spent": spent,
+             "day": reservation.day if reservation else None},
         )
         return cur.fetchone()
 
     stored, _ = await db.run(work)
     return None if stored is None else _message_from_json(stored)
+
+
+# --------------------------------------------------------------------------- usage
+
+
+_USAGE_SUMS = ("count(*), coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0), "
+               "coalesce(sum(total_tokens), 0), coalesce(sum(cost_usd), 0), "
+               "count(*) FILTER (WHERE estimated), count(*) FILTER (WHERE NOT priced)")
+_USAGE_KEYS = ("calls", "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd", "estimated_calls",
+               "unpriced_calls")
+
+
+async def usage_report(caller: Caller, first: date, last: date) -> dict[str, Any]:
+    """The caller's AI usage from `first` to `last` (UTC days, both included): totals by day, by
+    provider and model, and overall, from one grouped query over the ai_usage rows (which also
+    checks the session)."""
+    rows = await _for_caller(
+        caller,
+        f"""
+        SELECT grouping(day, provider, model), day, provider, model, {_USAGE_SUMS}
+        FROM (SELECT *, (created_at AT TIME ZONE 'UTC')::date AS day FROM ai_usage
+              WHERE user_id = %(user)s AND created_at >= %(first)s::timestamp AT TIME ZONE 'UTC'
+              AND created_at < (%(last)s::date + 1)::timestamp AT TIME ZONE 'UTC') u
+        GROUP BY GROUPING SETS ((day), (provider, model), ())
+        ORDER BY 1, 2, 3, 4
+        """,
+        {"first": first, "last": last},
+    )
+    report: dict[str, Any] = {"from": first, "to": last, "by_day": [], "by_model": [], "total": None}
+    for grouping, day, provider, model, *sums in rows:
+        totals = dict(zip(_USAGE_KEYS, sums))
+        totals["cost_usd"] = float(totals["cost_usd"])
+        if grouping == 0b011:  # grouped by day
+            report["by_day"].append({"day": day, **totals})
+        elif grouping == 0b100:  # grouped by provider and model
+            report["by_model"].append({"provider": provider, "model": model, **totals})
+        else:
+            report["total"] = totals
+    return report
 
 
 # --------------------------------------------------------------------------- files
@@ -555,9 +717,25 @@ class File(Model):
                           (file_id, user_id))
 
     @classmethod
-    async def get_by_user(cls, user_id: uuid.UUID, limit: int = 50, offset: int = 0) -> tuple[list[File], int]:
-        """One page of the user's files, newest first, and how many they have in all."""
-        return await _page(cls, "created_at DESC, id DESC", user_id, limit, offset)
+    async def get_for(cls, caller: Caller, file_id: uuid.UUID) -> File:
+        """One of the caller's files, with the session check; NotFound if it is not theirs."""
+        rows = await _for_caller(caller, f"SELECT {cls.columns()} FROM files WHERE id = %(file)s AND user_id = %(user)s",
+                                 {"file": file_id})
+        if not rows:
+            raise NotFound("File not found")
+        return cls(*rows[0])
+
+    @classmethod
+    async def page_for(cls, caller: Caller, limit: int = 50, offset: int = 0) -> tuple[list[File], int]:
+        """One page of the caller's files, newest first, and how many they have in all."""
+        rows = await _for_caller(
+            caller,
+            "SELECT n.total, page.* FROM (SELECT count(*) AS total FROM files WHERE user_id = %(user)s) n "
+            f"LEFT JOIN LATERAL (SELECT {cls.columns()} FROM files WHERE user_id = %(user)s "
+            "ORDER BY created_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s) page ON true",
+            {"limit": limit, "offset": offset},
+        )
+        return [cls(*row[1:]) for row in rows if row[1] is not None], rows[0][0]
 
     @staticmethod
     async def keys_of_chat(chat_id: uuid.UUID) -> list[str]:
@@ -566,3 +744,63 @@ class File(Model):
             return [r[0] for r in cur.fetchall()]
 
         return await db.run(work)
+
+    @classmethod
+    async def get_owned(cls, file_ids: list[uuid.UUID], user_id: uuid.UUID) -> list[File]:
+        """Those of the files that belong to the user, in the order asked."""
+        files = await _many(cls, f"SELECT {cls.columns()} FROM files WHERE id = ANY(%s) AND user_id = %s",
+                            (list(file_ids), user_id))
+        order = {file_id: i for i, file_id in enumerate(file_ids)}
+        return sorted(files, key=lambda f: order[f.id])
+
+# --------------------------------------------------------------------------- login back-off
+
+
+class LoginAttempts:
+    """The rows behind shared/throttle.py: attempts per (scope, key) over a sliding window."""
+
+    @staticmethod
+    async def reserve(keys: dict[str, str], window_seconds: int,
+                      refuse: Callable[[dict[str, tuple[int, float]]], float]) -> list[uuid.UUID] | float:
+        """Under a per-key lock (so parallel attempts are counted one by one): count each scope's
+        attempts in the window and ask `refuse({scope: (attempts, seconds since the latest)})`
+        for a wait. A wait > 0 is returned as is and nothing is recorded (a refused attempt does
+        not extend the back-off); otherwise one attempt row per scope is recorded and their ids
+        returned."""
+        pairs = sorted(keys.items())
+
+        def work(cur):
+            for scope, key in pairs:
+                cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"login:{scope}:{key}",))
+            cur.execute(
+                "SELECT scope, count(*), extract(epoch FROM now() - max(attempted_at))::float8 FROM login_attempts "
+                "WHERE (scope, key) IN (SELECT * FROM unnest(%s::text[], %s::text[])) "
+                "AND attempted_at > now() - make_interval(secs => %s) GROUP BY scope",
+                ([s for s, _ in pairs], [k for _, k in pairs], window_seconds),
+            )
+            wait = refuse({scope: (n, since) for scope, n, since in cur.fetchall()})
+            if wait > 0:
+                return wait
+            ids = [uuid.uuid4() for _ in pairs]
+            cur.execute(
+                "INSERT INTO login_attempts (id, scope, key) SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[])",
+                (ids, [s for s, _ in pairs], [k for _, k in pairs]),
+            )
+            cur.execute(
+                "DELETE FROM login_attempts WHERE id IN (SELECT id FROM login_attempts "
+                "WHERE attempted_at < now() - make_interval(secs => %s) LIMIT 100)",
+                (window_seconds,),
+            )
+            return ids
+
+        return await db.run(work, transaction=True)
+
+    @staticmethod
+    async def succeeded(account_key: str, ids: list[uuid.UUID]) -> None:
+        """A login succeeded: the account starts afresh and this attempt does not count."""
+
+        def work(cur):
+            cur.execute("DELETE FROM login_attempts WHERE (scope = 'account' AND key = %s) OR id = ANY(%s)",
+                        (account_key, ids))
+
+        await db.run(work)

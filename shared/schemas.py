@@ -1,9 +1,11 @@
 """Request and response shapes of the HTTP contract (pydantic v2)."""
 from __future__ import annotations
 
+import json
+import math
 import re
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
@@ -21,6 +23,35 @@ def storable(value: str) -> str:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise ValueError("must be valid Unicode (no lone surrogates)") from None
+    return value
+
+
+MAX_JSON_BYTES = 16_384
+MAX_JSON_DEPTH = 20
+
+
+def _storable_json(value: Any, depth: int = 0) -> None:
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError(f"must not nest deeper than {MAX_JSON_DEPTH} levels")
+    if isinstance(value, str):
+        storable(value)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("numbers must be finite")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            storable(key)
+            _storable_json(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _storable_json(item, depth + 1)
+
+
+def storable_json(value: dict[str, Any]) -> dict[str, Any]:
+    """A JSON object PostgreSQL's jsonb can hold: `storable` strings (keys too), finite numbers,
+    bounded depth and size."""
+    _storable_json(value)
+    if len(json.dumps(value, ensure_ascii=False)) > MAX_JSON_BYTES:
+        raise ValueError(f"must be at most {MAX_JSON_BYTES} characters of JSON")
     return value
 
 
@@ -47,11 +78,13 @@ def _not_blank(value: str) -> str:
 
 Text = Annotated[str, AfterValidator(storable)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=255), AfterValidator(storable), AfterValidator(_not_blank)]
-Email = Annotated[str, AfterValidator(storable), AfterValidator(_email)]
-Password = Annotated[str, AfterValidator(storable), AfterValidator(_password)]
+Email = Annotated[str, StringConstraints(max_length=320), AfterValidator(storable), AfterValidator(_email)]
+Password = Annotated[str, StringConstraints(max_length=MAX_PASSWORD_BYTES), AfterValidator(storable),
+                     AfterValidator(_password)]
 Title = Annotated[str, StringConstraints(min_length=1, max_length=500), AfterValidator(storable), AfterValidator(_not_blank)]
 Content = Annotated[str, StringConstraints(min_length=1, max_length=100_000), AfterValidator(storable), AfterValidator(_not_blank)]
 OptionalShort = Annotated[str, StringConstraints(max_length=2048), AfterValidator(storable)] | None
+JsonObject = Annotated[dict[str, Any], AfterValidator(storable_json)]
 
 
 class Body(BaseModel):
@@ -74,7 +107,7 @@ class UserUpdateIn(Body):
     name: Name | None = None
     email: Email | None = None
     password: Password | None = None
-    current_password: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    current_password: Annotated[str, StringConstraints(max_length=1000), AfterValidator(storable)] | None = None
 
 
 class ChatCreateIn(Body):
@@ -90,7 +123,7 @@ class MessageIn(Body):
     file_name: OptionalShort = None
     file_url: OptionalShort = None
     file_ids: list[uuid.UUID] | None = Field(default=None, max_length=10)
-    metadata: dict[str, Any] | None = None
+    metadata: JsonObject | None = None
 
 
 class ChatNameIn(Body):
@@ -198,6 +231,34 @@ class PresignedUpload(BaseModel):
 class PresignOut(BaseModel):
     file: FileOut
     upload: PresignedUpload
+
+
+class UsageTotals(BaseModel):
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost_usd: float
+    estimated_calls: int
+    unpriced_calls: int
+
+
+class UsageDay(UsageTotals):
+    day: date
+
+
+class UsageModel(UsageTotals):
+    provider: str
+    model: str
+
+
+class UsageOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    first: date = Field(alias="from")
+    last: date = Field(alias="to")
+    total: UsageTotals
+    by_day: list[UsageDay]
+    by_model: list[UsageModel]
 
 
 class HealthOut(BaseModel):

@@ -42,6 +42,7 @@ def _with_db(url: str, name: str) -> str:
 
 def pytest_configure(config):
     """Everything the functions read at import time is set here, before any of them loads."""
+    config.addinivalue_line("markers", "expects_500: the test provokes a 500 on purpose (the error path itself)")
     server = _server_url()
     name = f"iflychat_test_{uuid.uuid4().hex[:12]}"
     admin = psycopg2.connect(server)
@@ -64,6 +65,8 @@ def pytest_configure(config):
         "OPENAI_BASE_URL": base_url,
         "OPENAI_MAX_RETRIES": "0",
         "OPENAI_TIMEOUT_SECONDS": "3",
+        "QUOTA_CALLS_PER_MINUTE": "0",  # the quota tests set their own limits
+        "QUOTA_DAILY_TOKENS": "0",
         "FRONTEND_ORIGIN": "http://localhost:5173",
         "COOKIE_SECURE": "false",
         "STAGE": "test",
@@ -139,9 +142,86 @@ def s3():
     return boto3.client("s3", region_name="us-east-1")
 
 
+_client: LambdaClient | None = None
+
+
 @pytest.fixture(scope="session")
 def api() -> LambdaClient:
-    return LambdaClient(ROOT)
+    global _client
+    _client = _client or LambdaClient(ROOT)
+    return _client
+
+
+@pytest.fixture(autouse=True)
+def no_internal_server_errors(request):
+    """A 500 is always a bug: any test during which a handler answered 500 fails."""
+    before = _client.statuses[500] if _client else 0
+    yield
+    after = _client.statuses[500] if _client else 0
+    if request.node.get_closest_marker("expects_500") is None:
+        assert after == before, f"{after - before} answer(s) with status 500 during this test"
+    # Every test is a fresh client: login back-off counted in one test must not leak into the next
+    # (most tests share the address 127.0.0.1).
+    from shared import db
+
+    db.run_sync(lambda cur: cur.execute("DELETE FROM login_attempts"))
+
+
+class Containers:
+    """Several warm containers of one function, as Lambda scales out under parallel load: each
+    invocation takes a free one (the local runner alone keeps one per function)."""
+
+    def __init__(self, workers):
+        import queue
+
+        self.workers, self.free = workers, queue.Queue()
+        for w in workers:
+            self.free.put(w)
+
+    def invoke(self, event, request_id):
+        worker = self.free.get()
+        try:
+            return worker.invoke(event, request_id)
+        finally:
+            self.free.put(worker)
+
+    def kill(self):
+        for w in self.workers:
+            w.kill()
+
+
+@pytest.fixture(scope="session")
+def local_api():
+    """The local runner (python -m local.run) on a free port, on this run's throwaway database and
+    AI stub, with three containers per function: (base URL, http status counter)."""
+    from collections import Counter
+
+    from local.run import FunctionWorker, LocalRunner
+
+    runner = LocalRunner(port=0, log=lambda msg: None, warm=False)
+    url = runner.start()
+    runner.workers = {name: Containers([FunctionWorker(fn, ROOT, runner.log) for _ in range(3)])
+                      for name, fn in runner.template.functions.items()}
+    statuses: Counter[int] = Counter()
+    yield url, statuses
+    runner.stop()
+    global _runner_statuses
+    _runner_statuses = statuses
+
+
+_runner_statuses = None
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _runner_statuses:
+        s = _runner_statuses
+        terminalreporter.write_line(f"Local runner answers: {sum(s.values())}, 5xx: {sum(n for k, n in s.items() if k >= 500)}")
+    if _client is not None:
+        s = _client.statuses
+        terminalreporter.write_line(
+            f"Lambda handler answers: {sum(s.values())} in all, "
+            f"{sum(n for k, n in s.items() if 400 <= k < 500)} 4xx, "
+            f"{sum(n for k, n in s.items() if k >= 500)} 5xx ({dict(sorted((k, n) for k, n in s.items() if k >= 500))})")
 
 
 @pytest.fixture
@@ -153,3 +233,18 @@ def user(api):
 @pytest.fixture
 def other_user(api):
     return api.new_user()
+
+
+@pytest.fixture
+def setting(monkeypatch):
+    """Change settings for one test: `setting(QUOTA_DAILY_TOKENS=100)`; undone afterwards."""
+    from shared.settings import reset_settings
+
+    def change(**env):
+        for name, value in env.items():
+            monkeypatch.setenv(name, str(value))
+        reset_settings()
+
+    yield change
+    monkeypatch.undo()
+    reset_settings()

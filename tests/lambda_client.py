@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json as jsonlib
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -50,16 +51,19 @@ class Context:
 class LambdaClient:
     def __init__(self, root: Path):
         self.functions = apigw.InProcess(root / "template.yaml")
+        self.statuses: Counter[int] = Counter()  # every answer of this run, by status (conftest reports it)
 
     def invoke(self, event: dict[str, Any], function: str) -> Response:
         result = self.functions.handler(function)(event, Context())
         status, pairs, raw = apigw.to_http(result)
+        self.statuses[status] += 1
         headers = {k.lower(): v for k, v in pairs if k.lower() != "set-cookie"}
         return Response(status, headers, list(result.get("cookies") or []), raw)
 
     def request(self, method: str, path: str, *, json: Any = None, body: bytes | str | None = None,
                 headers: dict[str, str] | None = None, query: dict[str, Any] | str | None = None,
-                cookies: list[str] | None = None, token: str | None = None) -> Response:
+                cookies: list[str] | None = None, token: str | None = None,
+                source_ip: str = "127.0.0.1") -> Response:
         headers = dict(headers or {})
         if json is not None:
             body = jsonlib.dumps(json)
@@ -74,7 +78,7 @@ class LambdaClient:
         event = apigw.build_event(
             method, f"{path}?{raw_query}" if raw_query else path, pairs,
             body.encode("utf-8") if isinstance(body, str) else (body or b""),
-            route=route, path_parameters=params,
+            route=route, path_parameters=params, source_ip=source_ip,
         )
         return self.invoke(event, route.function)
 

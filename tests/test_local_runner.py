@@ -317,6 +317,10 @@ def test_runner_serves_health_and_stops_cleanly(tmp_path, throwaway_database):
         assert r.headers["access-control-allow-credentials"] == "true"
 
         assert httpx.get(f"{url}/no/such/route").json() == {"detail": "Not Found"}
+        spec = httpx.get(f"{url}/openapi.json", timeout=60)
+        assert spec.status_code == 200 and spec.json() == json.loads((REPO_ROOT / "openapi.json").read_text())
+        docs = httpx.get(f"{url}/docs")
+        assert docs.status_code == 200 and "/openapi.json" in docs.text and "swagger-ui" in docs.text
         assert httpx.delete(f"{url}/health").status_code == 405
         pre = httpx.options(f"{url}/auth/login", headers={"Origin": "http://localhost:5173",
                                                             "Access-Control-Request-Method": "POST"})

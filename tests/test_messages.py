@@ -40,7 +40,8 @@ def test_second_message_keeps_the_title(user, ai_stub):
     assert user.get(f"/chats/{chat['id']}").json()["title"] == title
 
 
-def test_context_is_the_latest_turns_and_the_new_message_once(user, ai_stub):
+def test_context_is_the_latest_turns_and_the_new_message_once(user, ai_stub, setting):
+    setting(AI_CONTEXT_MESSAGES=20)
     chat = user.new_chat("Long")
     for i in range(25):
         assert user.post(f"/chats/{chat['id']}/messages", json={"content": f"message number {i}"}).status == 200

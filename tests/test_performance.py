@@ -5,6 +5,7 @@ import pytest
 
 from shared import db
 from shared.settings import get_settings
+from tests.test_ai_context import make_file
 
 
 def round_trips(call):
@@ -18,13 +19,37 @@ def test_round_trips_per_request(user, ai_stub):
     chat = user.new_chat()
     path = f"/chats/{chat['id']}"
     user.post(f"{path}/messages", json={"content": "first, so the chat has a title"})
+    file = make_file(user.id, "some text")
+    # authenticated reads: the session check rides in the read's own statement
     assert round_trips(lambda: user.get("/users/me")) == 1
     assert round_trips(lambda: user.get("/chats")) == 1
     assert round_trips(lambda: user.get(path)) == 1
     assert round_trips(lambda: user.get(f"{path}/messages")) == 1
+    assert round_trips(lambda: user.get("/files")) == 1
+    assert round_trips(lambda: user.get(f"/files/{file.id}")) == 1
+    assert round_trips(lambda: user.get("/usage")) == 1
     assert round_trips(lambda: user.post("/chats", json={"title": "t"})) == 1
-    # the session, the user's turn (with its history), the reply with its usage
+    # the session, the user's turn (with its quota reservation and history), the reply with its
+    # usage and the quota's settlement
     assert round_trips(lambda: user.post(f"{path}/messages", json={"content": "again"})) == 3
+    # the session, the last exchange, the quota reservation, the new reply replacing the old
+    assert round_trips(lambda: user.post(f"{path}/messages/regenerate")) == 4
+
+
+@pytest.mark.parametrize("path", ["/files", "/files/{file}", "/usage"])
+def test_folded_check_on_files_and_usage_refuses_an_ended_session(user, sql, path):
+    file = make_file(user.id, "text")
+    sql("UPDATE chat_sessions SET is_active = false WHERE user_id = %s", (user.id,))
+    res = user.get(path.replace("{file}", str(file.id)))
+    assert res.status == 401 and res.json()["detail"] == "Session has ended; please log in again"
+
+
+def test_files_page_past_the_end_keeps_the_total(user, other_user):
+    make_file(user.id, "mine")
+    make_file(other_user.id, "theirs")
+    res = user.get("/files", query={"offset": 3})
+    assert res.status == 200 and res.json() == [] and res.headers["x-total-count"] == "1"
+    assert other_user.get(f"/files/{make_file(user.id, 'x').id}").status == 404
 
 
 @pytest.mark.parametrize("method, path, body", [
@@ -61,17 +86,9 @@ def test_chat_count_follows_inserts_and_deletes(user, other_user, sql):
     sql("DELETE FROM users WHERE id = %s", (other_user.id,))  # the cascade leaves no error behind
 
 
-@pytest.fixture
-def offload_thread(monkeypatch):
-    monkeypatch.setenv("DB_OFFLOAD", "thread")
-    get_settings.cache_clear()
+def test_thread_offload_serves_the_same_answers(user, ai_stub, setting):
+    setting(DB_OFFLOAD="thread")
     assert get_settings().db_offload == "thread"
-    yield
-    monkeypatch.undo()
-    get_settings.cache_clear()
-
-
-def test_thread_offload_serves_the_same_answers(user, ai_stub, offload_thread):
     chat = user.new_chat()
     sent = user.post(f"/chats/{chat['id']}/messages", json={"content": "hello"})
     assert sent.status == 200, sent.text
@@ -80,12 +97,7 @@ def test_thread_offload_serves_the_same_answers(user, ai_stub, offload_thread):
     assert round_trips(lambda: user.get("/chats")) == 1
 
 
-def test_db_offload_must_be_inline_or_thread(monkeypatch):
-    monkeypatch.setenv("DB_OFFLOAD", "threads")
-    get_settings.cache_clear()
-    try:
-        with pytest.raises(ValueError, match="DB_OFFLOAD"):
-            get_settings()
-    finally:
-        monkeypatch.undo()
-        get_settings.cache_clear()
+def test_db_offload_must_be_inline_or_thread(setting):
+    setting(DB_OFFLOAD="threads")
+    with pytest.raises(ValueError, match="DB_OFFLOAD"):
+        get_settings()

@@ -5,12 +5,13 @@ import time
 
 from fastapi import Request, Response
 
-from shared.app import CurrentSession, create_app, lambda_handler
+from shared.app import CurrentSession, client_ip, create_app, lambda_handler
 from shared.errors import Unauthorized
 from shared.models import ChatSession, User
 from shared.schemas import Envelope, LoginIn, LoginOut, RegisterIn
 from shared.security import burn_password_check, create_token, hash_password, verify_password
 from shared.settings import get_settings
+from shared.throttle import begin_login
 
 app = create_app("auth")
 
@@ -23,17 +24,16 @@ async def register(body: RegisterIn):
 
 @app.post("/auth/login", response_model=LoginOut)
 async def login(body: LoginIn, request: Request, response: Response):
+    attempt = await begin_login(body.email, client_ip(request))  # 429 while backing off
     user = await User.get_by_email(body.email)
     if user is None:
         burn_password_check(body.password)
         raise Unauthorized("Incorrect email or password")
     if not verify_password(body.password, user.password_hash) or not user.is_active:
         raise Unauthorized("Incorrect email or password")
+    await attempt.succeeded()
     s = get_settings()
-    session = await ChatSession.create(
-        user.id, s.jwt_ttl_seconds, request.headers.get("user-agent"),
-        request.scope.get("aws.event", {}).get("requestContext", {}).get("http", {}).get("sourceIp"),
-    )
+    session = await ChatSession.create(user.id, s.jwt_ttl_seconds, request.headers.get("user-agent"), client_ip(request))
     token = create_token(user.id, session.id, time.time() + s.jwt_ttl_seconds)
     response.set_cookie(
         s.cookie_name, token, max_age=s.jwt_ttl_seconds, httponly=True,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import uuid
 
 from shared.app import CurrentCaller, CurrentUser, Limit, Offset, create_app, lambda_handler
-from shared.chat_service import name_chat
+from shared.chat_service import AIDeadline, name_chat
 from shared.errors import NotFound
 from shared.file_service import delete_chat as delete_chat_and_files
 from shared.models import Chat
@@ -43,9 +43,9 @@ async def rename_chat(chat_id: uuid.UUID, body: ChatRenameIn, user: CurrentUser)
 
 
 @app.post("/chats/{chat_id}/name", response_model=ChatNameOut)
-async def suggest_name(chat_id: uuid.UUID, body: ChatNameIn, user: CurrentUser):
-    chat = await owned_chat(chat_id, user)
-    return await name_chat(chat, user, body.message, summary=body.file_content_summary)
+async def suggest_name(chat_id: uuid.UUID, body: ChatNameIn, user: CurrentUser, deadline: AIDeadline):
+    return await name_chat(chat_id, user, body.message, deadline, file_ids=body.file_ids,
+                           summary=body.file_content_summary)
 
 
 @app.delete("/chats/{chat_id}", response_model=Envelope)

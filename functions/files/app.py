@@ -7,8 +7,8 @@ from fastapi import Request, Response
 from fastapi.responses import RedirectResponse
 
 from shared import storage
-from shared.app import CurrentUser, Limit, Offset, create_app, lambda_handler
-from shared.errors import Conflict, NotFound
+from shared.app import CurrentCaller, CurrentUser, Limit, Offset, create_app, lambda_handler
+from shared.errors import Conflict
 from shared.file_service import delete_file, read_upload, start_presigned_upload, store_upload
 from shared.models import File
 from shared.schemas import Envelope, FileDetailOut, FileOut, PresignIn, PresignOut
@@ -17,11 +17,8 @@ from shared.settings import get_settings
 app = create_app("files")
 
 
-async def owned_file(file_id: uuid.UUID, user: CurrentUser) -> File:
-    file = await File.get_by_id(file_id, user.id)
-    if file is None:
-        raise NotFound("File not found")
-    return file
+async def owned_file(file_id: uuid.UUID, caller: CurrentCaller) -> File:
+    return await File.get_for(caller, file_id)
 
 
 @app.post("/files/upload", response_model=FileOut, status_code=201)
@@ -37,21 +34,21 @@ async def presign(body: PresignIn, user: CurrentUser):
 
 
 @app.get("/files", response_model=list[FileOut])
-async def list_files(response: Response, user: CurrentUser, limit: Limit = 50, offset: Offset = 0):
-    files, total = await File.get_by_user(user.id, limit, offset)
+async def list_files(response: Response, caller: CurrentCaller, limit: Limit = 50, offset: Offset = 0):
+    files, total = await File.page_for(caller, limit, offset)
     response.headers["X-Total-Count"] = str(total)
     return [f.public() for f in files]
 
 
 @app.get("/files/{file_id}", response_model=FileDetailOut)
-async def get_file(file_id: uuid.UUID, user: CurrentUser):
-    return (await owned_file(file_id, user)).public(with_text=True)
+async def get_file(file_id: uuid.UUID, caller: CurrentCaller):
+    return (await owned_file(file_id, caller)).public(with_text=True)
 
 
 @app.get("/files/{file_id}/download")
-async def download(file_id: uuid.UUID, user: CurrentUser, redirect: bool = True):
+async def download(file_id: uuid.UUID, caller: CurrentCaller, redirect: bool = True):
     """302 to a presigned S3 GET valid for a few minutes; `?redirect=false` returns it as JSON."""
-    file = await owned_file(file_id, user)
+    file = await owned_file(file_id, caller)
     if file.status == "pending":
         raise Conflict("The file has not finished uploading yet")
     url = storage.download_url(file.s3_key, file.original_name, file.content_type)
@@ -61,8 +58,8 @@ async def download(file_id: uuid.UUID, user: CurrentUser, redirect: bool = True)
 
 
 @app.delete("/files/{file_id}", response_model=Envelope)
-async def delete(file_id: uuid.UUID, user: CurrentUser):
-    file = await owned_file(file_id, user)
+async def delete(file_id: uuid.UUID, caller: CurrentCaller):
+    file = await owned_file(file_id, caller)
     await delete_file(file)
     return Envelope(message="File deleted", data={"file_id": str(file.id)})
 

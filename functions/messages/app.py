@@ -1,10 +1,13 @@
-"""Messages function: a chat's messages, and sending one for the AI to answer."""
+"""Messages function: a chat's messages, sending one for the AI to answer (whole or streamed),
+and regenerating the last answer."""
 from __future__ import annotations
 
 import uuid
 
+from fastapi.responses import StreamingResponse
+
 from shared.app import CurrentCaller, CurrentUser, Limit, Offset, create_app, lambda_handler
-from shared.chat_service import send_message
+from shared.chat_service import AIDeadline, regenerate, send_message, stream_message
 from shared.models import Message
 from shared.schemas import MessageIn, MessageOut, SendOut
 
@@ -17,8 +20,20 @@ async def list_messages(chat_id: uuid.UUID, caller: CurrentCaller, limit: Limit 
 
 
 @app.post("/chats/{chat_id}/messages", response_model=SendOut)
-async def post_message(chat_id: uuid.UUID, body: MessageIn, user: CurrentUser):
-    return await send_message(chat_id, user, body)
+async def post_message(chat_id: uuid.UUID, body: MessageIn, user: CurrentUser, deadline: AIDeadline):
+    return await send_message(chat_id, user, body, deadline)
+
+
+@app.post("/chats/{chat_id}/messages/stream")
+async def post_message_stream(chat_id: uuid.UUID, body: MessageIn, user: CurrentUser, deadline: AIDeadline):
+    events = await stream_message(chat_id, user, body, deadline)
+    return StreamingResponse(events, media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@app.post("/chats/{chat_id}/messages/regenerate", response_model=SendOut)
+async def regenerate_reply(chat_id: uuid.UUID, user: CurrentUser, deadline: AIDeadline):
+    return await regenerate(chat_id, user, deadline)
 
 
 handler = lambda_handler(app)

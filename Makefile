@@ -38,7 +38,7 @@ test: $(STAMP) $(SAM_STAMP)  ## run the test suite against a real PostgreSQL
 
 bench: $(STAMP)  ## speed: warm latency vs floor and peer, round trips, cold start, scale, size (< 5 min)
 	$(PY) -m pip install --disable-pip-version-check -q -r bench/requirements.txt
-	$(PY) -m bench.run
+	SAM=$(SAM) $(PY) -m bench.run
 
 validate: $(SAM_STAMP)  ## lint the SAM template
 	$(SAM) validate --lint

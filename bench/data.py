@@ -145,5 +145,6 @@ def reset_writer(database_url: str) -> None:
             cur.execute("DELETE FROM messages WHERE chat_id = %s AND seq > (SELECT min(seq) + 29 FROM messages "
                         "WHERE chat_id = %s)", (chat_id("writer"), chat_id("writer")))
             cur.execute("DELETE FROM ai_usage WHERE user_id = %s", (uid("writer"),))
+            cur.execute("DELETE FROM ai_quota WHERE user_id = %s", (uid("writer"),))
     finally:
         conn.close()

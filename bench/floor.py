@@ -18,7 +18,9 @@ from fastapi import FastAPI, Request, Response
 from mangum import Mangum
 from psycopg2.extras import Json
 
-from shared import ai, db
+from shared import ai, context, db
+from shared.models import Turn
+from shared.settings import get_settings
 from shared.security import decode_token
 
 app = FastAPI(docs_url=None, redoc_url=None)
@@ -104,13 +106,21 @@ async def send(request: Request):
     ids, chat = _ids(request), request.path_params["chat_id"]
     content = json.loads(await request.body())["content"]
     _run(session_check, ids)
-    (mine, earlier), = _run(store_user, {**ids, "chat": chat, "history": 20, "id": uuid.uuid4(), "content": content,
-                                         "file_name": None, "file_url": None, "metadata": Json({})})
-    reply = ai.complete(ai.build_context([(t["type"], t["content"]) for t in earlier], content))
-    usage = [{"id": str(uuid.uuid4()), "operation": "reply", "provider": ai.PROVIDER, "model": reply.model,
+    window, reserve = context.history_window(), context.reserve_tokens(content)
+    quota = {"reserve": reserve, "budget": get_settings().quota_daily_tokens,
+             "per_minute": get_settings().quota_calls_per_minute}
+    (mine, earlier, day, _), = _run(store_user, {
+        **ids, **quota, "chat": chat, "history": window["history"], "chars": window["history_chars"],
+        "id": uuid.uuid4(), "content": content, "file_name": None, "file_url": None, "metadata": Json({})})
+    prompt = context.build([Turn(t["type"], t["content"]) for t in earlier], content)
+    reply = ai.complete(prompt, deadline=ai.Deadline())
+    cost, priced = reply.cost()
+    usage = [{"id": str(uuid.uuid4()), "operation": "reply", "provider": reply.provider, "model": reply.model,
               "prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
-              "estimated": reply.estimated, "cost_usd": 0.0}]
-    (bot, _), = _run(store_reply, {**ids, "chat": chat, "title": None, "id": uuid.uuid4(), "content": reply.content,
-                                   "metadata": Json(reply.metadata()), "usage": Json(usage)})
+              "estimated": reply.estimated, "cost_usd": cost, "priced": priced}]
+    (bot, _), = _run(store_reply, {
+        **ids, "chat": chat, "title": None, "id": uuid.uuid4(), "content": reply.content,
+        "metadata": Json(reply.metadata()), "usage": Json(usage), "replaces": None, "reserved": reserve,
+        "spent": reply.total_tokens, "day": day})
     return _json({"user_message": mine, "ai_response": bot, "chat_name": None,
                   "processing_time": round(time.perf_counter() - started, 3)})

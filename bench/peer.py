@@ -6,8 +6,9 @@ asyncpg, FastAPI with pydantic response models, Mangum - as well as we know how:
 - `expire_on_commit=False`, so committed objects are serialised without reloading;
 - the session check is one joined query (session + user), the chat list takes its total from a
   window function, the message page checks ownership in the same query, and sending a message
-  writes the user's turn and the chat's bump in one transaction and the reply and its usage in
-  another - the same units of work as the product.
+  writes the user's turn, the chat's bump and the quota reservation in one transaction and the
+  reply, its usage and the quota's settlement in another - the same units of work as the product
+  (the quota's limits are not re-checked here: the benchmark's are never reached).
 
 It lives under bench/ only: nothing in the product imports it.
 """
@@ -17,19 +18,20 @@ import asyncio
 import os
 import time
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any
 
 import jwt
 from fastapi import Depends, FastAPI, HTTPException, Request
 from mangum import Mangum
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import BigInteger, Boolean, FetchedValue, DateTime, ForeignKey, Integer, Numeric, String, event, func, select, update
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy import BigInteger, Boolean, Date, FetchedValue, DateTime, ForeignKey, Integer, Numeric, String, event, func, select, update
+from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shared import ai  # the same AI client and stub as the product: the AI is not what is compared
+from shared import ai, context  # the same AI client, prompt and stub as the product: the AI is not what is compared
+from shared.models import Turn
 
 
 class Base(DeclarativeBase):
@@ -95,6 +97,16 @@ class AiUsage(Base):
     total_tokens: Mapped[int] = mapped_column(Integer)
     estimated: Mapped[bool] = mapped_column(Boolean)
     cost_usd: Mapped[float] = mapped_column(Numeric, default=0)
+    priced: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class AiQuota(Base):
+    __tablename__ = "ai_quota"
+    user_id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
+    day: Mapped[date] = mapped_column(Date)
+    day_tokens: Mapped[int] = mapped_column(BigInteger)
+    window_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    window_calls: Mapped[int] = mapped_column(Integer)
 
 
 # --------------------------------------------------------------------------- schemas
@@ -256,22 +268,34 @@ async def send(chat_id: uuid.UUID, body: MessageIn, user: Me, session: Db):
         update(Chat).where(Chat.id == chat_id, Chat.user_id == user.id).values(updated_at=func.now()).returning(Chat.id))
     if bumped is None:
         raise HTTPException(404, "Chat not found")
+    reserve = context.reserve_tokens(body.content)
+    today = func.current_date()
+    day = await session.scalar(  # reserve against the daily budget (the limits themselves left to the product)
+        insert(AiQuota).values(user_id=user.id, day=today, day_tokens=reserve, window_start=func.now(), window_calls=1)
+        .on_conflict_do_update(index_elements=[AiQuota.user_id], set_={
+            "day": today, "day_tokens": AiQuota.day_tokens + reserve, "window_calls": AiQuota.window_calls + 1})
+        .returning(AiQuota.day))
+    window = context.history_window()
     earlier = (await session.execute(
-        select(Message.type, Message.content).where(Message.chat_id == chat_id).order_by(Message.seq.desc()).limit(20)
+        select(Message.type, Message.content).where(Message.chat_id == chat_id).order_by(Message.seq.desc())
+        .limit(window["history"])
     )).all()
     mine = Message(chat_id=chat_id, type="user", content=body.content, file_name=body.file_name,
                    file_url=body.file_url, metadata_=body.metadata or {})
     session.add(mine)
     await session.commit()
-    context = ai.build_context([(t, c) for t, c in reversed(earlier)], body.content)
-    reply = await asyncio.to_thread(ai.complete, context)
+    prompt = context.build([Turn(t, c) for t, c in reversed(earlier)], body.content)
+    reply = await asyncio.to_thread(ai.complete, prompt, deadline=ai.Deadline())
+    cost, priced = reply.cost()
     bot = Message(chat_id=chat_id, type="bot", content=reply.content, metadata_=reply.metadata())
     session.add(bot)
     await session.flush()
-    session.add(AiUsage(user_id=user.id, chat_id=chat_id, message_id=bot.id, operation="reply", provider=ai.PROVIDER,
+    session.add(AiUsage(user_id=user.id, chat_id=chat_id, message_id=bot.id, operation="reply", provider=reply.provider,
                         model=reply.model, prompt_tokens=reply.prompt_tokens,
                         completion_tokens=reply.completion_tokens, total_tokens=reply.total_tokens,
-                        estimated=reply.estimated))
+                        estimated=reply.estimated, cost_usd=cost, priced=priced))
+    await session.execute(update(AiQuota).where(AiQuota.user_id == user.id, AiQuota.day == day)
+                          .values(day_tokens=AiQuota.day_tokens - reserve + reply.total_tokens))
     await session.execute(update(Chat).where(Chat.id == chat_id).values(updated_at=func.now()))
     await session.commit()
     return {"user_message": MessageOut.model_validate(mine), "ai_response": MessageOut.model_validate(bot),

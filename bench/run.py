@@ -31,8 +31,11 @@ FUNCTIONS = {"health": ("GET", "/health"), "auth": ("POST", "/auth/login"), "use
 NEEDS_AI_OR_S3 = {"chats", "messages"}  # name a chat / answer a message with the AI (openai imported lazily)
 
 
+_terminal = sys.stdout  # the run's own lines; sys.stdout takes the request log's lines (see main)
+
+
 def say(msg: str) -> None:
-    print(msg, flush=True)
+    print(msg, file=_terminal, flush=True)
 
 
 # --------------------------------------------------------------------------- setup
@@ -65,7 +68,9 @@ def start_ai_stub() -> tuple[subprocess.Popen, str]:
 def environment(database_url: str, ai_url: str) -> dict[str, str]:
     return {"DATABASE_URL": database_url, "JWT_SECRET": "bench-secret-0123456789abcdef0123456789abcdef",
             "BCRYPT_ROUNDS": "4", "OPENAI_API_KEY": "bench-key", "OPENAI_BASE_URL": ai_url,
-            "OPENAI_MAX_RETRIES": "0", "STAGE": "bench", "FRONTEND_ORIGIN": "http://localhost:5173"}
+            "OPENAI_MAX_RETRIES": "0", "STAGE": "bench", "FRONTEND_ORIGIN": "http://localhost:5173",
+            # quotas high enough never to refuse the writer's sends, but still reserved and settled
+            "QUOTA_DAILY_TOKENS": "1000000000000", "QUOTA_CALLS_PER_MINUTE": "1000000000"}
 
 
 def cookie(name: str) -> str:
@@ -281,7 +286,9 @@ def lambda_install(requirements: Path, target: Path) -> Path:
 def size() -> dict[str, Any]:
     """`sam build` when sam is installed; otherwise what it does for the layer: pip install of its
     requirements for Lambda's platform (arm64, Python 3.12 on Amazon Linux 2023, wheels only)."""
-    sam = next((p for p in (Path(sys.executable).parent / "sam", Path("/usr/local/bin/sam")) if p.exists()), None)
+    candidates = [os.environ.get("SAM", ""), ROOT / ".venv-sam/bin/sam", Path(sys.executable).parent / "sam",
+                  "/usr/local/bin/sam"]
+    sam = next((Path(p) for p in candidates if p and Path(p).exists()), None)
     py312 = Path("/root/.pyenv/versions/3.12.1/bin")
     if sam is not None and (py312 / "python3.12").exists():
         build = DATA / "sam-build"
@@ -390,6 +397,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update(env)
     os.environ.pop("API_BASE_PATH", None)
     results: dict[str, Any] = {"warm": [], "cold": [], "scale": [], "size": {}, "machine": machine()}
+    # Every request writes its JSON log line to stdout, as in Lambda: the cost is measured, the
+    # lines go nowhere.
+    sys.stdout = open(os.devnull, "w")
     try:
         req = Requests()
         if "warm" in only:
@@ -405,6 +415,8 @@ def main(argv: list[str] | None = None) -> int:
             say("size:")
             results["size"] = size()
     finally:
+        sys.stdout.close()
+        sys.stdout = _terminal
         stub.terminate()
         stub.wait(5)
     results["seconds"] = round(time.perf_counter() - started, 1)

@@ -184,7 +184,8 @@ async def process_object(key: str) -> str:
 
 async def delete_file(file: File) -> None:
     await asyncio.to_thread(storage.delete, file.s3_key)
-    await file.delete()
+    if not await file.delete():  # a parallel delete got there first: only one of them succeeds
+        raise NotFound("File not found")
 
 
 async def delete_chat(chat: Chat) -> None:
@@ -192,7 +193,8 @@ async def delete_chat(chat: Chat) -> None:
     keys = await File.keys_of_chat(chat.id)
     if keys:
         await asyncio.to_thread(storage.delete, *keys)
-    await chat.delete()
+    if not await chat.delete():  # a parallel delete got there first: only one of them succeeds
+        raise NotFound("Chat not found")
 
 
 async def delete_account(user: User) -> int:
@@ -201,5 +203,6 @@ async def delete_account(user: User) -> int:
     removed = 0
     if get_settings().s3_bucket:
         removed = await asyncio.to_thread(storage.delete_prefix, storage.user_prefix(user.id))
-    await user.delete()
+    if not await user.delete():
+        raise NotFound("User not found")
     return removed

@@ -372,3 +372,25 @@ def test_delete_account_removes_everything(api, s3, sql):
 def test_health_reports_s3(api):
     body = api.request("GET", "/health").json()
     assert body["s3"] == "healthy"
+
+
+def test_a_delete_that_lost_a_race_is_a_404_not_a_second_success(user, s3):
+    """Two deletes that both passed the ownership check: only the one that removes the row
+    succeeds (the other answers 404), for files and chats alike."""
+    import asyncio
+
+    from shared import file_service
+    from shared.errors import NotFound
+    from shared.models import Chat
+
+    run = asyncio.new_event_loop().run_until_complete  # asyncio.run would unset the loop Mangum uses
+    file_id = upload(user, "race.txt", b"racing", "text/plain").json()["id"]
+    found = run(File.get_by_id(uuid.UUID(file_id), uuid.UUID(user.id)))
+    run(file_service.delete_file(found))
+    with pytest.raises(NotFound):
+        run(file_service.delete_file(found))
+    chat = run(Chat.get_by_id(uuid.UUID(user.new_chat("race")["id"]), uuid.UUID(user.id)))
+    run(file_service.delete_chat(chat))
+    with pytest.raises(NotFound):
+        run(file_service.delete_chat(chat))
+    assert keys_of(s3, user) == []

@@ -38,6 +38,8 @@ import psycopg2
 from psycopg2 import errors, sql
 
 log = logging.getLogger(__name__)
+# pgserver logs every pg_ctl command line at INFO; only its warnings are worth showing.
+logging.getLogger("pgserver").setLevel(logging.WARNING)
 
 __all__ = ["EmbeddedPostgres", "start", "create_database", "drop_database", "database_url"]
 

@@ -91,7 +91,11 @@ def default_reply(body: dict) -> str:
     last_user = _text_of(users[-1].get("content")) if users else ""
     if re.search(r"\btitle\b", system, re.IGNORECASE):
         return _title_from(last_user)
-    return f"Stub reply to: {last_user[:200]}"
+    reply = f"Stub reply to: {last_user[:200]}"
+    context = [_text_of(m.get("content")) for m in messages[1:] if m.get("role") in ("system", "developer")]
+    if context:  # say what else the AI was shown (attached documents), so a demo can see it
+        reply += f" (with {sum(len(c) for c in context)} characters of context: {' '.join(context)[:120]!r})"
+    return reply
 
 
 def _split_deltas(text: str) -> list[str]:

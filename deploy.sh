@@ -6,6 +6,7 @@
 #   STAGE              stage to deploy (stack iflychat-STAGE, samconfig.toml section STAGE)
 #   Parameter=Value    a template.yaml parameter, e.g. DatabaseUrlSecretArn=arn:aws:secretsmanager:...
 #                      (given values replace the set saved in samconfig.toml: give them all)
+#                      AI on Amazon Bedrock: AiProvider=bedrock [BedrockModelId=...] (no OpenAI key)
 #   --guided           ask for every parameter and save the answers in samconfig.toml
 #                      (the default when samconfig.toml has no section for STAGE yet)
 #   --yes              no questions, no changeset confirmation (CI)
@@ -19,13 +20,13 @@ set -eu
 cd "$(dirname "$0")"
 
 # The template's parameters; tests/test_deploy.py checks this list against template.yaml.
-PARAMETERS="Stage FrontendOrigin DatabaseUrlSecretArn JwtSecretArn OpenAIApiKeySecretArn OpenAIModel LogRetentionDays ThrottleRateLimit ThrottleBurstLimit AlarmEmail VpcSubnetIds VpcSecurityGroupIds"
+PARAMETERS="Stage FrontendOrigin DatabaseUrlSecretArn JwtSecretArn OpenAIApiKeySecretArn OpenAIModel AiProvider BedrockModelId LogRetentionDays ThrottleRateLimit ThrottleBurstLimit AlarmEmail VpcSubnetIds VpcSecurityGroupIds"
 PYTHON="${PYTHON:-python3}"
 guided=0 yes=0 init_db=0 build=1 stage="" overrides=""
 region="${AWS_REGION:-${AWS_DEFAULT_REGION:-}}"
 
 die() { echo "deploy: $*" >&2; exit 1; }
-usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
   case "$1" in

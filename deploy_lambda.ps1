@@ -20,9 +20,14 @@
 .PARAMETER JwtSecretArn
     ARN of the secret holding the session-signing key. Empty: the stack generates one.
 .PARAMETER OpenAIApiKeySecretArn
-    ARN of the secret holding the OpenAI API key. Empty: AI replies are off.
+    ARN of the secret holding the OpenAI API key. Empty: AI replies are off. Unused with -AiProvider bedrock.
 .PARAMETER OpenAIModel
-    The chat model (default gpt-4o-mini).
+    The OpenAI chat model (default gpt-4o-mini).
+.PARAMETER AiProvider
+    Who answers: openai (default; needs -OpenAIApiKeySecretArn) or bedrock (Amazon Bedrock in the
+    stack's region, through the functions' IAM role; no key).
+.PARAMETER BedrockModelId
+    The Bedrock model or inference profile id (default anthropic.claude-3-haiku-20240307-v1:0), with -AiProvider bedrock.
 .PARAMETER LogRetentionDays
     Days the logs are kept (1, 3, 5, 7, 14, 30, 60, 90, 180, 365).
 .PARAMETER ThrottleRateLimit
@@ -52,6 +57,9 @@
 .EXAMPLE
     .\deploy_lambda.ps1 -Stage staging -InitDb
     Later deployments: build, deploy with the saved answers, migrate, smoke-test.
+.EXAMPLE
+    .\deploy_lambda.ps1 -Stage staging -Guided -AiProvider bedrock -BedrockModelId eu.anthropic.claude-3-haiku-20240307-v1:0
+    The AI on Amazon Bedrock (a cross-region inference profile) instead of OpenAI.
 #>
 [CmdletBinding()]
 param(
@@ -61,6 +69,8 @@ param(
     [string]$JwtSecretArn,
     [string]$OpenAIApiKeySecretArn,
     [string]$OpenAIModel,
+    [string]$AiProvider,
+    [string]$BedrockModelId,
     [string]$LogRetentionDays,
     [string]$ThrottleRateLimit,
     [string]$ThrottleBurstLimit,
@@ -80,8 +90,8 @@ $env:SAM_CLI_TELEMETRY = "0"
 
 # The template's parameters; tests/test_deploy.py checks this list against template.yaml.
 $TemplateParameters = @("Stage", "FrontendOrigin", "DatabaseUrlSecretArn", "JwtSecretArn", "OpenAIApiKeySecretArn",
-    "OpenAIModel", "LogRetentionDays", "ThrottleRateLimit", "ThrottleBurstLimit", "AlarmEmail",
-    "VpcSubnetIds", "VpcSecurityGroupIds")
+    "OpenAIModel", "AiProvider", "BedrockModelId", "LogRetentionDays", "ThrottleRateLimit", "ThrottleBurstLimit",
+    "AlarmEmail", "VpcSubnetIds", "VpcSecurityGroupIds")
 
 function Invoke-Step([string]$Exe, [string[]]$Arguments) {
     & $Exe @Arguments

@@ -17,7 +17,8 @@ from local import openapi
 from local.apigw import CfnLoader
 from tests.conftest import ROOT
 
-TEMPLATE_PARAMETERS = set(yaml.load((ROOT / "template.yaml").read_text(), Loader=CfnLoader)["Parameters"])
+TEMPLATE = yaml.load((ROOT / "template.yaml").read_text(), Loader=CfnLoader)
+TEMPLATE_PARAMETERS = set(TEMPLATE["Parameters"])
 PS1 = (ROOT / "deploy_lambda.ps1").read_text(encoding="utf-8")
 SCRIPT_ONLY = {"Region", "Guided", "Yes", "InitDb", "NoBuild"}
 
@@ -50,6 +51,85 @@ def test_deploy_ps1_names_the_template_parameters():
     assert listed == TEMPLATE_PARAMETERS
     assert params - SCRIPT_ONLY == TEMPLATE_PARAMETERS
     assert documented == params
+
+
+def _conditions(**parameters) -> dict[str, bool]:
+    """The template's conditions for these parameter values (the rest at their defaults)."""
+    values = {name: p.get("Default", "") for name, p in TEMPLATE["Parameters"].items()} | parameters
+    done: dict[str, bool] = {}
+
+    def value(node):
+        if isinstance(node, dict):
+            (fn, arg), = node.items()
+            if fn == "Ref":
+                return values[arg]
+            if fn == "Fn::Condition":
+                return truth(arg)
+            args = [value(a) for a in arg] if isinstance(arg, list) else [value(arg)]
+            return {"Fn::Equals": lambda: args[0] == args[1], "Fn::Not": lambda: not args[0],
+                    "Fn::And": lambda: all(args), "Fn::Or": lambda: any(args),
+                    "Fn::Join": lambda: args[0].join(args[1])}[fn]()
+        return node
+
+    def truth(name):
+        if name not in done:
+            done[name] = value(TEMPLATE["Conditions"][name])
+        return done[name]
+
+    return {name: truth(name) for name in TEMPLATE["Conditions"]}
+
+
+def _attached(function: str) -> list:
+    return TEMPLATE["Resources"][function]["Properties"]["Policies"]
+
+
+def test_bedrock_parameters_match_the_settings():
+    from shared.settings import Settings
+
+    provider, model = TEMPLATE["Parameters"]["AiProvider"], TEMPLATE["Parameters"]["BedrockModelId"]
+    assert provider["Default"] == Settings.ai_provider and set(provider["AllowedValues"]) == {"openai", "bedrock"}
+    assert model["Default"] == Settings.bedrock_model_id
+    assert re.fullmatch(model["AllowedPattern"], model["Default"])
+    assert re.fullmatch(model["AllowedPattern"], "eu.anthropic.claude-3-haiku-20240307-v1:0")
+    for function in ("ChatsFunction", "MessagesFunction", "HealthFunction"):
+        env = TEMPLATE["Resources"][function]["Properties"]["Environment"]["Variables"]
+        assert env["AI_PROVIDER"] == {"Ref": "AiProvider"}, function
+    for function in ("ChatsFunction", "MessagesFunction"):
+        env = TEMPLATE["Resources"][function]["Properties"]["Environment"]["Variables"]
+        assert env["BEDROCK_MODEL_ID"] == {"Ref": "BedrockModelId"}, function
+
+
+def test_bedrock_policy_is_conditional_and_invoke_only():
+    policy = TEMPLATE["Resources"]["BedrockInvokePolicy"]
+    assert policy["Type"] == "AWS::IAM::ManagedPolicy"
+    assert _conditions(AiProvider="bedrock")[policy["Condition"]] is True
+    assert _conditions(AiProvider="openai")[policy["Condition"]] is False
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert statements
+    for statement in statements:
+        assert statement["Effect"] == "Allow"
+        assert sorted(statement["Action"]) == ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"]
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        for resource in resources:
+            arn = resource["Fn::Sub"]
+            # the configured model only, or any model but only through the configured profile
+            assert arn.endswith("/${BedrockModelId}") or statement["Condition"]["StringEquals"][
+                "bedrock:InferenceProfileArn"]["Fn::Sub"].endswith(":inference-profile/${BedrockModelId}"), arn
+    # attached, under the same condition, to the functions that ask the AI and to no other
+    attached = {name for name, r in TEMPLATE["Resources"].items() if r["Type"] == "AWS::Serverless::Function"
+                and {"Fn::If": [policy["Condition"], {"Ref": "BedrockInvokePolicy"}, {"Ref": "AWS::NoValue"}]}
+                in _attached(name)}
+    mentioned = {name for name, r in TEMPLATE["Resources"].items() if "BedrockInvokePolicy" in str(r)}
+    assert attached == mentioned == {"ChatsFunction", "MessagesFunction"}
+
+
+def test_bedrock_needs_no_openai_key():
+    assert "Default" in TEMPLATE["Parameters"]["OpenAIApiKeySecretArn"]  # optional
+    key = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:openai-AbCdEf"
+    read_key = TEMPLATE["Resources"]["AiSecretReadPolicy"]["Condition"]
+    assert _conditions(AiProvider="openai", OpenAIApiKeySecretArn=key)[read_key] is True
+    assert _conditions(AiProvider="openai")[read_key] is False
+    assert _conditions(AiProvider="bedrock", OpenAIApiKeySecretArn=key)[read_key] is False
 
 
 @pytest.fixture

@@ -56,7 +56,8 @@ async def usage(caller: CurrentCaller, first: Annotated[date | None, Query(alias
                 last: Annotated[date | None, Query(alias="to")] = None):
     """The user's AI usage by UTC day, by model and in all; the last 30 days unless told."""
     last = last or datetime.now(timezone.utc).date()
-    first = first or last - timedelta(days=29)
+    # 29 days back, but never before date.min: `to=0001-01-01` must not overflow into a 500
+    first = first or last - timedelta(days=min(29, (last - date.min).days))
     if first > last or (last - first).days > 366:
         raise ValidationFailed("from must not be after to, and the range must be at most 366 days")
     return await usage_report(caller, first, last)

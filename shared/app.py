@@ -61,6 +61,14 @@ def create_app(title: str) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else "Request failed"
+        if exc.status_code == 400:
+            # Only the framework raises these (our own 400s are ApiErrors): a body it could not
+            # parse - JSON that is not UTF-8, nested or numbered beyond the parser's limits, a
+            # broken multipart body, too many parts. The contract's answer for a body that fails
+            # validation is 422, as for plain malformed JSON.
+            message = "is not valid JSON" if detail == "There was an error parsing the body" else detail.rstrip(".")
+            return _error(422, f"Invalid input - body: {message}",
+                          errors=[{"field": "body", "message": message, "type": "body_unreadable"}])
         return _error(exc.status_code, detail, getattr(exc, "headers", None))
 
     @app.exception_handler(psycopg2.DataError)

@@ -23,3 +23,53 @@ def test_usage_at_the_ends_of_the_calendar_is_an_answer_not_a_500(user, query):
         assert body["from"] <= body["to"] and body["total"]["calls"] == 0
     else:
         assert isinstance(res.json()["detail"], str)
+
+
+BOUNDARY = "fresh-eyes"
+
+
+def _part(name: str, value: bytes, filename: str | None = None) -> bytes:
+    disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+    return f"--{BOUNDARY}\r\nContent-Disposition: {disposition}\r\nContent-Type: text/plain\r\n\r\n".encode() \
+        + value + b"\r\n"
+
+
+UNREADABLE_JSON = [
+    ("not UTF-8", b'{"title": "a\xff\xfeb"}'),
+    ("nested beyond the parser", b"[" * 5000 + b"]" * 5000),
+    ("a number beyond the parser", b'{"title": 1' + b"0" * 5000 + b"}"),
+]
+UNREADABLE_MULTIPART = [
+    ("no boundary", "multipart/form-data", b"hello"),
+    ("another boundary", "multipart/form-data; boundary=other", _part("file", b"hi", "a.txt") + f"--{BOUNDARY}--\r\n".encode()),
+    ("two file parts", f"multipart/form-data; boundary={BOUNDARY}",
+     _part("file", b"first", "a.txt") + _part("file", b"second", "b.txt") + f"--{BOUNDARY}--\r\n".encode()),
+    ("too many fields", f"multipart/form-data; boundary={BOUNDARY}",
+     b"".join(_part(f"f{i}", b"v") for i in range(20)) + _part("file", b"hi", "a.txt") + f"--{BOUNDARY}--\r\n".encode()),
+]
+
+
+@pytest.mark.parametrize("label,body", UNREADABLE_JSON, ids=[c[0] for c in UNREADABLE_JSON])
+def test_a_json_body_the_parser_cannot_read_is_a_422_like_malformed_json(user, sql, label, body):
+    """These used to be 400 "There was an error parsing the body" while `{"title": ` was a 422;
+    the contract's answer for a body that fails validation is 422, whatever the parser tripped on."""
+    before = sql("SELECT count(*) FROM chats WHERE user_id = %s", (user.id,))[0][0]
+    res = user.post("/chats", body=body, headers={"content-type": "application/json"})
+    assert res.status == 422, (label, res.status, res.text)
+    assert res.json()["detail"].startswith("Invalid input - body:"), res.text
+    assert res.json()["errors"][0]["field"] == "body"
+    assert sql("SELECT count(*) FROM chats WHERE user_id = %s", (user.id,))[0][0] == before
+
+
+@pytest.mark.parametrize("label,content_type,body", UNREADABLE_MULTIPART, ids=[c[0] for c in UNREADABLE_MULTIPART])
+def test_a_multipart_body_the_parser_cannot_read_is_a_422(user, sql, label, content_type, body):
+    res = user.post("/files/upload", body=body, headers={"content-type": content_type})
+    assert res.status == 422, (label, res.status, res.text)
+    detail = res.json()["detail"]
+    assert detail.startswith("Invalid input - body:") and len(detail) > len("Invalid input - body: "), detail
+    assert sql("SELECT count(*) FROM files WHERE user_id = %s", (user.id,))[0][0] == 0
+
+
+def test_a_well_formed_upload_still_works_after_those(user):
+    body, headers = files_util.multipart("ok.txt", b"fine words", "text/plain")
+    assert user.post("/files/upload", body=body, headers=headers).status == 201

@@ -73,3 +73,26 @@ def test_a_multipart_body_the_parser_cannot_read_is_a_422(user, sql, label, cont
 def test_a_well_formed_upload_still_works_after_those(user):
     body, headers = files_util.multipart("ok.txt", b"fine words", "text/plain")
     assert user.post("/files/upload", body=body, headers=headers).status == 201
+
+
+def test_unhealthy_health_carries_a_detail_like_every_other_error(api, monkeypatch):
+    """/health's 503 was the one error without `detail` (the front end shows `detail`)."""
+    from dataclasses import replace
+
+    from shared import db, settings
+
+    db.reset()
+    patched = replace(settings.get_settings(), database_url="postgresql://postgres@127.0.0.1:1/none",
+                      db_connect_timeout=1)
+    monkeypatch.setattr(db, "get_settings", lambda: patched)
+    try:
+        res = api.request("GET", "/health")
+        assert res.status == 503
+        body = res.json()
+        assert body["status"] == "unhealthy" and body["database"] == "unhealthy"
+        assert isinstance(body["detail"], str) and body["detail"]
+    finally:
+        monkeypatch.undo()
+        db.reset()
+    res = api.request("GET", "/health")
+    assert res.status == 200 and "detail" not in res.json()

@@ -19,6 +19,8 @@ async def health():
         status = "degraded"
     body = {"status": status, "database": database, "s3": s3, "ai_service": ai,
             "timestamp": datetime.now(timezone.utc).isoformat()}
+    if status == "unhealthy":  # a 503 like any other error: the front end shows `detail`
+        body["detail"] = "The database is unavailable; please try again shortly"
     return JSONResponse(body, status_code=200 if status != "unhealthy" else 503)
 
 

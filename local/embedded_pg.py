@@ -65,12 +65,24 @@ class EmbeddedPostgres:
     def url_for(self, dbname: str) -> str:
         return database_url(self.url, dbname)
 
+    def _current_pid(self) -> int:
+        """The postmaster serving the directory now: someone may have stopped and restarted it
+        since `start()` (pg_ctl by hand, a fault test), and that one must be stopped too."""
+        try:
+            first = (self.data_dir / "postmaster.pid").read_text(encoding="utf-8").split("\n", 1)[0].strip()
+            if first.isdigit():
+                self.pid = int(first)
+        except OSError:
+            pass  # no pid file: stopped (or never started by pg_ctl); keep the last pid we knew
+        return self.pid
+
     @property
     def running(self) -> bool:
         import psutil
 
+        pid = self._current_pid()
         try:
-            return psutil.Process(self.pid).is_running() and psutil.Process(self.pid).status() != psutil.STATUS_ZOMBIE
+            return psutil.Process(pid).is_running() and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
         except psutil.NoSuchProcess:
             return False
 

@@ -96,3 +96,31 @@ def test_unhealthy_health_carries_a_detail_like_every_other_error(api, monkeypat
         db.reset()
     res = api.request("GET", "/health")
     assert res.status == 200 and "detail" not in res.json()
+
+
+def test_embedded_postgres_stops_a_postmaster_restarted_behind_its_back():
+    """`make dev`'s embedded PostgreSQL, stopped and started again by hand (pg_ctl) while the
+    runner ran, was left running when the runner stopped: stop() only knew the first pid."""
+    import psutil
+    from pgserver._commands import pg_ctl
+
+    from local import embedded_pg
+
+    data = Path(tempfile.mkdtemp(prefix="iflychat-restart-pg-"))
+    pg = embedded_pg.start(data)
+    user = pg._server.system_user
+    first = pg.pid
+    try:
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=data, user=user, timeout=40)
+        socket_dir = Path(pg.url.split("host=")[1].split("&")[0].replace("%2F", "/"))
+        pg_ctl(["-w", "-o", f'-h "" -k {socket_dir}', "-l", str(data / "restart.log"), "start"],
+               pgdata=data, user=user, timeout=40)
+        assert pg.running and pg.pid != first  # the handle sees the new postmaster
+        second = pg.pid
+    finally:
+        pg.stop()
+        stray = (data / "postmaster.pid").exists()
+        if stray:  # the fault itself: never leave the test's own server behind
+            pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=data, user=user, timeout=40)
+    assert not stray, "stop() left the restarted postmaster running"
+    assert not psutil.pid_exists(second) or psutil.Process(second).status() == psutil.STATUS_ZOMBIE

@@ -265,6 +265,13 @@ class _HTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
     runner: "LocalRunner"
 
+    def handle_error(self, request, client_address) -> None:
+        # A client that hangs up on a kept-alive connection (curl after a stream) is no error;
+        # socketserver would print a traceback for it. Anything else still gets one.
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"

@@ -111,9 +111,10 @@ def _code_signature(dirs: Iterable[Path]) -> float:
 class FunctionWorker:
     """A function's warm container: a subprocess running local.lambda_worker."""
 
-    def __init__(self, fn: Function, repo_root: Path, log=print):
+    def __init__(self, fn: Function, repo_root: Path, log=print, env: dict[str, str] | None = None):
         self.fn = fn
         self.repo_root = repo_root
+        self.extra_env = dict(env or {})  # laid over os.environ for this container
         self.lock = threading.Lock()  # one invocation at a time, as in one Lambda container
         self.log = log
         self._proc: subprocess.Popen | None = None
@@ -124,7 +125,7 @@ class FunctionWorker:
 
     # -- process management -------------------------------------------------------------------
     def _env(self) -> dict[str, str]:
-        env = dict(os.environ)
+        env = {**os.environ, **self.extra_env}
         env["PYTHONPATH"] = os.pathsep.join([str(self.repo_root)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
         env["PYTHONUNBUFFERED"] = "1"
         env["AWS_LAMBDA_FUNCTION_NAME"] = self.fn.name

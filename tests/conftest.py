@@ -196,15 +196,20 @@ def local_api():
     AI stub, with three containers per function: (base URL, http status counter)."""
     from collections import Counter
 
+    from local import s3 as local_s3
     from local.run import FunctionWorker, LocalRunner
 
+    # The workers are separate processes, out of reach of this process's moto mock: they get a
+    # local S3 server of their own, so nothing they do can reach AWS.
+    s3 = local_s3.start(TEST_BUCKET)
     runner = LocalRunner(port=0, log=lambda msg: None, warm=False)
     url = runner.start()
-    runner.workers = {name: Containers([FunctionWorker(fn, ROOT, runner.log) for _ in range(3)])
+    runner.workers = {name: Containers([FunctionWorker(fn, ROOT, runner.log, env=s3.env()) for _ in range(3)])
                       for name, fn in runner.template.functions.items()}
     statuses: Counter[int] = Counter()
     yield url, statuses
     runner.stop()
+    s3.stop()
     global _runner_statuses
     _runner_statuses = statuses
 

@@ -125,3 +125,9 @@ def test_parallel_brute_force_is_counted_attempt_by_attempt(http, sql, local_api
 def test_concurrency_count(capsys):
     with capsys.disabled():
         print(f"\nconcurrent clients: {CLIENTS['count']}")
+
+
+def test_the_runners_containers_use_a_local_s3_never_aws(http):
+    """The worker processes cannot see this process's moto mock; they must get their own S3."""
+    body = http("GET", "/health").json()
+    assert body["s3"] == "healthy" and body["database"] == "healthy"

@@ -292,7 +292,10 @@ def throwaway_database():
 
 
 def test_runner_serves_health_and_stops_cleanly(tmp_path, throwaway_database):
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "PORT")}
+    # As on a developer's machine: no AI key and no bucket, so the runner starts its stub and its
+    # local S3 (the test run's own S3 settings point at a mock only this process sees).
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "PORT") and not k.startswith(("S3_", "AWS_"))}
     env["DATABASE_URL"] = throwaway_database
     log_path = tmp_path / "runner.log"
     with open(log_path, "w") as log:
@@ -327,7 +330,7 @@ def test_runner_serves_health_and_stops_cleanly(tmp_path, throwaway_database):
         assert pre.status_code == 204 and "POST" in pre.headers["access-control-allow-methods"]
 
         log_text = log_path.read_text()
-        assert "LOCAL STUB" in log_text and "GET /health 200" in log_text and "HealthFunction" in log_text
+        assert "LOCAL STUB" in log_text and "LOCAL in-memory S3" in log_text and "GET /health 200" in log_text and "HealthFunction" in log_text
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(30)

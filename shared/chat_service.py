@@ -69,7 +69,7 @@ async def _ask(chat_id: uuid.UUID, user: User, body: MessageIn) -> _Asked:
     files = await context.attached_files(user.id, context.file_ids_of(body.file_url, body.file_ids))
     message, earlier, reservation = await add_user_message(
         chat_id, user.id, body.content, file_name=body.file_name, file_url=body.file_url, metadata=body.metadata,
-        reserve=context.reserve_tokens(body.content), **context.history_window(),
+        file_ids=[f.id for f in files], reserve=context.reserve_tokens(body.content), **context.history_window(),
     )
     return _Asked(user.id, message, context.build(earlier, body.content, files), reservation, first=not earlier)
 
@@ -184,8 +184,8 @@ async def regenerate(chat_id: uuid.UUID, user: User, deadline: ai.Deadline) -> d
     last = await last_exchange(chat_id, user.id, **context.history_window())
     asked_text = last.user_message.content
     reservation = await reserve_quota(chat_id, user.id, context.reserve_tokens(asked_text, may_title=False))
-    files = await context.attached_files(user.id, context.file_ids_of(last.user_message.file_url, None), strict=False) \
-        if last.user_message.file_url else []
+    named = last.user_message.file_ids or context.file_ids_of(last.user_message.file_url, None)
+    files = await context.attached_files(user.id, named, strict=False) if named else []
     asked = _Asked(user.id, last.user_message, context.build(last.earlier, asked_text, files), reservation)
     try:
         reply = await asyncio.to_thread(ai.complete, asked.prompt, deadline=deadline)

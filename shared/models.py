@@ -250,6 +250,7 @@ class Message(Model):
     file_url: str | None
     metadata: dict[str, Any]
     created_at: datetime
+    file_ids: list[uuid.UUID] = field(default_factory=list)  # the files it named, resolved
 
     table: ClassVar[str] = "messages"
     updatable: ClassVar[frozenset[str]] = frozenset({"content", "file_name", "file_url", "metadata"})
@@ -443,7 +444,8 @@ async def _quota_refusal(user_id: uuid.UUID, reserve: int) -> TooManyRequests:
 
 async def add_user_message(chat_id: uuid.UUID, user_id: uuid.UUID, content: str, *,
                            file_name: str | None, file_url: str | None, metadata: dict[str, Any] | None,
-                           history: int, history_chars: int, reserve: int) -> tuple[Message, list[Turn], Reservation]:
+                           history: int, history_chars: int, reserve: int,
+                           file_ids: Iterable[uuid.UUID] = ()) -> tuple[Message, list[Turn], Reservation]:
     """Reserve `reserve` tokens of the user's quota, store the message, move the chat to the top,
     and return the latest earlier turns (oldest first) - all in one statement. NotFound if the chat
     is not theirs; TooManyRequests (and nothing stored) when over a quota."""
@@ -458,14 +460,16 @@ async def add_user_message(chat_id: uuid.UUID, user_id: uuid.UUID, content: str,
                 WHERE id = %(chat)s AND user_id = %(user)s AND EXISTS (SELECT 1 FROM quota) RETURNING id
             ), earlier AS ({_earlier_sql("m.chat_id = (SELECT id FROM chat)")}
             ), stored AS (
-                INSERT INTO messages (id, chat_id, type, content, file_name, file_url, metadata)
-                SELECT %(id)s, chat.id, 'user', %(content)s, %(file_name)s, %(file_url)s, %(metadata)s FROM chat
+                INSERT INTO messages (id, chat_id, type, content, file_name, file_url, metadata, file_ids)
+                SELECT %(id)s, chat.id, 'user', %(content)s, %(file_name)s, %(file_url)s, %(metadata)s,
+                       %(file_ids)s::uuid[] FROM chat
                 RETURNING {cols}
             )
             SELECT (SELECT row_to_json(stored) FROM stored), {_EARLIER_JSON}, (SELECT day FROM quota), {_OWNED_CHAT}
             """,
             {"chat": chat_id, "history": history, "chars": history_chars, "id": uuid.uuid4(), "content": content,
              "file_name": file_name, "file_url": file_url, "metadata": Json(metadata or {}),
+             "file_ids": list(file_ids),
              **_quota_params(user_id, reserve)},
         )
         return cur.fetchone()
@@ -536,6 +540,7 @@ def _message_from_json(obj: dict[str, Any]) -> Message:
         id=uuid.UUID(obj["id"]), chat_id=uuid.UUID(obj["chat_id"]), type=obj["type"], content=obj["content"],
         file_name=obj["file_name"], file_url=obj["file_url"], metadata=obj["metadata"],
         created_at=datetime.fromisoformat(obj["created_at"]),
+        file_ids=[uuid.UUID(i) for i in obj.get("file_ids") or []],
     )
 
 

@@ -159,6 +159,7 @@ class MessageOut(BaseModel):
     file_url: str | None
     metadata: dict[str, Any]
     created_at: datetime
+    file_ids: list[uuid.UUID] = Field(default=[], description="The files the message named, by file_url or file_ids")
 
 
 class ChatOut(BaseModel):

@@ -140,3 +140,20 @@ def test_name_endpoint_renames_and_records_usage(user, ai_stub, sql):
     assert user.get(f"/chats/{chat['id']}").json()["title"] == "Quarterly Numbers Review"
     assert sql("SELECT operation FROM ai_usage WHERE chat_id = %s", (chat["id"],)) == [("title",)]
     assert user.post(f"/chats/{chat['id']}/name", json={"message": "x", "file_ids": [str(uuid.uuid4())]}).status == 404
+
+
+def test_a_regenerate_sees_the_files_the_message_named_by_file_ids(user, ai_stub):
+    """Files named by file_ids (not only file_url) are stored with the message, so a regenerated
+    answer is given with the same documents as the first one."""
+    chat = user.new_chat("Docs")
+    by_id = make_file(user.id, "The boiler was serviced in March.", name="boiler.txt")
+    by_url = make_file(user.id, "The roof was repaired in June.", name="roof.txt")
+    sent = user.post(f"/chats/{chat['id']}/messages", json={
+        "content": "When was maintenance done?", "file_ids": [str(by_id.id)],
+        "file_url": f"/files/{by_url.id}/download"})
+    assert sent.status == 200
+    assert set(sent.json()["user_message"]["file_ids"]) == {str(by_id.id), str(by_url.id)}
+    ai_stub.reset()
+    assert user.post(f"/chats/{chat['id']}/messages/regenerate").status == 200
+    system = " ".join(m["content"] for m in ai_stub.requests[0]["messages"] if m["role"] == "system")
+    assert "serviced in March" in system and "repaired in June" in system

@@ -168,6 +168,10 @@ async def process_object(key: str) -> str:
         found = extract.Extraction(None, False, "The file is empty")
     elif size > s.max_presigned_upload_bytes:
         found = extract.Extraction(None, False, f"The file is larger than {s.max_presigned_upload_bytes} bytes")
+    elif size > file.file_size:
+        # S3 refuses this (the form's content-length-range); a store that does not check
+        # policies (moto under `make dev`) or a form edited by hand must not get past us either.
+        found = extract.Extraction(None, False, f"The file is larger than the {file.file_size} bytes announced")
     else:
         data = await asyncio.to_thread(storage.get, key)
         try:

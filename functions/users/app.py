@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta, timezone
 from typing import Annotated
 
-from fastapi import Query, Request
+from fastapi import Query, Request, Response
 
 from shared.app import CurrentCaller, CurrentSession, CurrentUser, client_ip, create_app, lambda_handler
 from shared.errors import BadRequest, ValidationFailed
@@ -12,6 +12,7 @@ from shared.file_service import delete_account
 from shared.models import ChatSession, usage_report
 from shared.schemas import DeleteAccountIn, Envelope, UsageOut, UserOut, UserUpdateIn
 from shared.security import hash_password
+from shared.settings import get_settings
 from shared.throttle import password_matches
 
 app = create_app("users")
@@ -43,11 +44,13 @@ async def update_me(body: UserUpdateIn, session: CurrentSession, request: Reques
 
 
 @app.delete("/users/me", response_model=Envelope)
-async def delete_me(body: DeleteAccountIn, user: CurrentUser, request: Request):
+async def delete_me(body: DeleteAccountIn, user: CurrentUser, request: Request, response: Response):
     """Delete the account: every file in S3, then the user and (by cascade) all their rows."""
     if not await password_matches(user.email, body.password, user.password_hash, client_ip(request)):
         raise BadRequest("password is required and must be correct to delete the account")
     await delete_account(user)
+    s = get_settings()  # the session died with the account: the browser forgets its cookie, as at logout
+    response.delete_cookie(s.cookie_name, path="/", httponly=True, secure=s.cookie_secure, samesite=s.cookie_samesite)
     return Envelope(message="Account deleted", data={"user_id": str(user.id)})
 
 
@@ -58,7 +61,7 @@ async def usage(caller: CurrentCaller, first: Annotated[date | None, Query(alias
     last = last or datetime.now(timezone.utc).date()
     # 29 days back, but never before date.min: `to=0001-01-01` must not overflow into a 500
     first = first or last - timedelta(days=min(29, (last - date.min).days))
-    if first > last or (last - first).days > 366:
+    if first > last or (last - first).days >= 366:  # both days count: at most 366 of them
         raise ValidationFailed("from must not be after to, and the range must be at most 366 days")
     return await usage_report(caller, first, last)
 

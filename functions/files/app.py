@@ -21,7 +21,14 @@ async def owned_file(file_id: uuid.UUID, caller: CurrentCaller) -> File:
     return await File.get_for(caller, file_id)
 
 
-@app.post("/files/upload", response_model=FileOut, status_code=201)
+_UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["file"],
+    "properties": {"file": {"type": "string", "format": "binary", "description": "the file (at most MAX_UPLOAD_BYTES)"},
+                   "chat_id": {"type": "string", "format": "uuid", "description": "the chat it belongs to (optional)"}},
+}}}}}
+
+
+@app.post("/files/upload", response_model=FileOut, status_code=201, openapi_extra=_UPLOAD_BODY)
 async def upload(request: Request, user: CurrentUser):
     name, data, chat_id = await read_upload(request)
     file = await store_upload(user.id, name, data, chat_id)

@@ -24,7 +24,17 @@ async def post_message(chat_id: uuid.UUID, body: MessageIn, user: CurrentUser, d
     return await send_message(chat_id, user, body, deadline)
 
 
-@app.post("/chats/{chat_id}/messages/stream")
+_STREAM_DOC = {200: {
+    "description": "Server-sent events, `data: {json}` lines each followed by a blank line; `type` is one of "
+                   "`user_message` (`message`), `ai_message_start` (`message_id`), `content_delta` (`content`), "
+                   "`ai_message_complete` (`message`), `chat_name` (`name`), `stream_complete`, or `error` "
+                   "(`error`, which ends the stream; no bot message is stored). A 404/422/429 comes before "
+                   "the stream, as JSON.",
+    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+}}
+
+
+@app.post("/chats/{chat_id}/messages/stream", response_class=StreamingResponse, responses=_STREAM_DOC)
 async def post_message_stream(chat_id: uuid.UUID, body: MessageIn, user: CurrentUser, deadline: AIDeadline):
     events = await stream_message(chat_id, user, body, deadline)
     return StreamingResponse(events, media_type="text/event-stream",

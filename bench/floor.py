@@ -111,7 +111,8 @@ async def send(request: Request):
              "per_minute": get_settings().quota_calls_per_minute}
     (mine, earlier, day, _), = _run(store_user, {
         **ids, **quota, "chat": chat, "history": window["history"], "chars": window["history_chars"],
-        "id": uuid.uuid4(), "content": content, "file_name": None, "file_url": None, "metadata": Json({})})
+        "id": uuid.uuid4(), "content": content, "file_name": None, "file_url": None, "metadata": Json({}),
+        "file_ids": []})
     prompt = context.build([Turn(t["type"], t["content"]) for t in earlier], content)
     reply = ai.complete(prompt, deadline=ai.Deadline())
     cost, priced = reply.cost()

@@ -399,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"warm": [], "cold": [], "scale": [], "size": {}, "machine": machine()}
     # Every request writes its JSON log line to stdout, as in Lambda: the cost is measured, the
     # lines go nowhere.
-    sys.stdout = open(os.devnull, "w")
+    sys.stdout = open(os.environ.get("BENCH_LOG", os.devnull), "w")
     try:
         req = Requests()
         if "warm" in only:

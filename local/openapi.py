@@ -39,12 +39,13 @@ def merged(functions: InProcess | None = None) -> dict[str, Any]:
                 if method in into:
                     raise ValueError(f"{method.upper()} {path} is defined by two functions")
                 into[method] = {**operation, "tags": [name.removesuffix("Function").lower()]}
-        for schema, body in part.get("components", {}).get("schemas", {}).items():
-            known = doc["components"]["schemas"].setdefault(schema, body)
-            if known != body:
-                raise ValueError(f"schema {schema} differs between functions")
+        for section, entries in part.get("components", {}).items():  # schemas, securitySchemes
+            into = doc["components"].setdefault(section, {})
+            for key, body in entries.items():
+                if into.setdefault(key, body) != body:
+                    raise ValueError(f"components.{section}.{key} differs between functions")
     doc["paths"] = dict(sorted(doc["paths"].items()))
-    doc["components"]["schemas"] = dict(sorted(doc["components"]["schemas"].items()))
+    doc["components"] = {k: dict(sorted(v.items())) for k, v in sorted(doc["components"].items())}
     return doc
 
 

@@ -118,17 +118,40 @@ _ERROR_SCHEMA = {
 }
 
 
+_SECURITY_SCHEMES = {
+    "sessionCookie": {"type": "apiKey", "in": "cookie", "name": "iflychat_session",
+                      "description": "The HttpOnly session cookie POST /auth/login sets (browsers)"},
+    "bearerToken": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                    "description": "The access_token of POST /auth/login (API clients)"},
+}
+
+
+def _needs_session(dependant) -> bool:
+    return any(d.call is current_caller or _needs_session(d) for d in dependant.dependencies)
+
+
 def _document_errors(app: FastAPI) -> None:
-    """Make the OpenAPI document say what the error handlers above really send: FastAPI's
-    default 422 schema (`detail` as a list) is not our shape."""
+    """Make the OpenAPI document say what the app really does: our error shape (FastAPI's default
+    422 schema has `detail` as a list), and which routes need a session (cookie or Bearer) and
+    answer 401 without one. Documentation only: nothing of it runs per request."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             doc = build()
-            schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+            components = doc.setdefault("components", {})
+            schemas = components.setdefault("schemas", {})
             schemas.pop("ValidationError", None)
             schemas["HTTPValidationError"] = _ERROR_SCHEMA
+            error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}}}
+            for route in app.routes:
+                if not hasattr(route, "dependant") or not _needs_session(route.dependant):
+                    continue
+                components["securitySchemes"] = _SECURITY_SCHEMES
+                for method in route.methods:
+                    operation = doc["paths"][route.path_format][method.lower()]
+                    operation["security"] = [{"sessionCookie": []}, {"bearerToken": []}]
+                    operation["responses"].setdefault("401", {"description": "No session, or it has ended", **error})
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -8,10 +8,11 @@ atomic asks for `transaction=True` and gets BEGIN ... COMMIT around them.
 After any error the connection is clean: autocommit statements leave no transaction open, and a
 failed transaction is rolled back (or the connection dropped when even that fails). A connection
 the server or a proxy dropped while the container slept is noticed on the first statement that
-fails, replaced, and the unit of work retried once - only when nothing of it can have been
-committed, so a write is never applied twice. Every insert also carries an id generated here,
-which turns the one ambiguous case (a connection lost during COMMIT, not retried) into nothing
-worse than an error.
+fails, replaced, and the unit of work retried once: a transaction when the failure came before
+its COMMIT, a single autocommit statement when none of the unit's statements had answered. One
+case stays ambiguous - a statement the server committed whose answer was lost on the way - so
+every insert carries an id the model made once, before its unit of work: a replay meets its own
+row and fails (a 4xx), it never writes a second one (tests/test_faults.py replays every unit).
 """
 from __future__ import annotations
 

@@ -159,11 +159,13 @@ class User(Model):
 
     @classmethod
     async def create(cls, name: str, email: str, password_hash: str) -> User:
+        user_id = uuid.uuid4()  # made once: a retried insert meets its own row, never makes a second
+
         def work(cur):
             cur.execute(
                 f"INSERT INTO users (id, name, email, password_hash) VALUES (%s, %s, %s, %s) "
                 f"ON CONFLICT (email) DO NOTHING RETURNING {cls.columns()}",
-                (uuid.uuid4(), name, email.lower(), password_hash),
+                (user_id, name, email.lower(), password_hash),
             )
             return cur.fetchone()
 
@@ -450,6 +452,7 @@ async def add_user_message(chat_id: uuid.UUID, user_id: uuid.UUID, content: str,
     and return the latest earlier turns (oldest first) - all in one statement. NotFound if the chat
     is not theirs; TooManyRequests (and nothing stored) when over a quota."""
     cols = Message.columns()
+    message_id = uuid.uuid4()  # made once, outside the unit of work that may be retried
 
     def work(cur):
         cur.execute(
@@ -467,7 +470,7 @@ async def add_user_message(chat_id: uuid.UUID, user_id: uuid.UUID, content: str,
             )
             SELECT (SELECT row_to_json(stored) FROM stored), {_EARLIER_JSON}, (SELECT day FROM quota), {_OWNED_CHAT}
             """,
-            {"chat": chat_id, "history": history, "chars": history_chars, "id": uuid.uuid4(), "content": content,
+            {"chat": chat_id, "history": history, "chars": history_chars, "id": message_id, "content": content,
              "file_name": file_name, "file_url": file_url, "metadata": Json(metadata or {}),
              "file_ids": list(file_ids),
              **_quota_params(user_id, reserve)},
@@ -573,6 +576,7 @@ async def add_bot_reply(chat_id: uuid.UUID, user_id: uuid.UUID, content: str | N
         for u in usage
     ]
     spent = sum(u["prompt_tokens"] + u["completion_tokens"] for u in usage_rows)
+    reply_id = message_id or uuid.uuid4()  # made once, outside the unit of work that may be retried
 
     def work(cur):
         # `settle` runs first (chat waits for it): every statement locks the quota row before the
@@ -587,9 +591,13 @@ async def add_bot_reply(chat_id: uuid.UUID, user_id: uuid.UUID, content: str | N
                 WHERE id = %(chat)s AND user_id = %(user)s AND (SELECT count(*) FROM settle) >= 0 RETURNING id
             ), gone AS (
                 DELETE FROM messages WHERE id = %(replaces)s AND chat_id = (SELECT id FROM chat) AND type = 'bot'
+                RETURNING 1
             ), reply AS (
+                -- A replacement lands only if it removed the reply it replaces: of two regenerates
+                -- racing for one reply, the second stores nothing.
                 INSERT INTO messages (id, chat_id, type, content, metadata)
                 SELECT %(id)s, chat.id, 'bot', %(content)s, %(metadata)s FROM chat WHERE %(content)s IS NOT NULL
+                AND (%(replaces)s::uuid IS NULL OR EXISTS (SELECT 1 FROM gone))
                 RETURNING {cols}
             ), usage AS (
                 INSERT INTO ai_usage (id, user_id, chat_id, message_id, operation, provider, model,
@@ -603,7 +611,7 @@ async def add_bot_reply(chat_id: uuid.UUID, user_id: uuid.UUID, content: str | N
             )
             SELECT (SELECT row_to_json(reply) FROM reply), (SELECT count(*) FROM usage)
             """,
-            {"chat": chat_id, "user": user_id, "title": new_title, "id": message_id or uuid.uuid4(),
+            {"chat": chat_id, "user": user_id, "title": new_title, "id": reply_id,
              "content": content, "metadata": Json(metadata), "usage": Json(usage_rows), "replaces": replaces,
              "reserved": reservation.tokens if reservation else 0, "spent": spent,
              "day": reservation.day if reservation else None},

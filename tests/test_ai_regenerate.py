@@ -67,3 +67,21 @@ def test_regenerate_needs_a_message_in_a_chat_of_ones_own(user, other_user):
     other_user.post(f"/chats/{theirs['id']}/messages", json={"content": "mine"})
     res = user.post(f"/chats/{theirs['id']}/messages/regenerate")
     assert res.status == 404 and isinstance(res.json()["detail"], str)
+
+
+def test_of_two_regenerates_racing_for_one_reply_only_one_lands(user, ai_stub, sql):
+    """Both read the same old reply; the first replaces it, the second must store nothing
+    (its usage still counts) rather than leave the chat with two answers."""
+    import asyncio
+    import uuid as uuidlib
+
+    from shared.models import add_bot_reply
+
+    chat = user.new_chat("Race")
+    old = user.post(f"/chats/{chat['id']}/messages", json={"content": "question"}).json()["ai_response"]
+    assert user.post(f"/chats/{chat['id']}/messages/regenerate").status == 200  # the first replaces `old`
+    late = asyncio.new_event_loop().run_until_complete(add_bot_reply(
+        uuidlib.UUID(chat["id"]), uuidlib.UUID(user.id), "the late answer", {}, [], replaces=uuidlib.UUID(old["id"])))
+    assert late is None
+    bots = sql("SELECT content FROM messages WHERE chat_id = %s AND type = 'bot'", (chat["id"],))
+    assert len(bots) == 1 and bots[0][0] != "the late answer"

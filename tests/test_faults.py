@@ -202,3 +202,23 @@ def test_embedded_database_stopped_and_restarted(api, monkeypatch, restore_db):
 def test_fault_count(capsys):
     with capsys.disabled():
         print(f"\nfaults injected: {FAULTS['injected']}")
+
+
+def test_a_replayed_unit_of_work_cannot_store_a_row_twice(user, sql, ai_stub, monkeypatch):
+    """The one case a retry cannot rule out: a statement committed and its answer was lost.
+    Replaying every unit of work of a send must still leave one user message (the ids are made
+    before the unit of work, so the replay meets its own row) and answer a 4xx, not a 500."""
+    from shared import db
+
+    chat = user.new_chat("Replay")
+    real = db.run_sync
+
+    def twice(work, *args, **kw):
+        real(work, *args, **kw)  # committed; pretend the answer never arrived
+        return real(work, *args, **kw)
+
+    monkeypatch.setattr(db, "run_sync", twice)
+    res = user.post(f"/chats/{chat['id']}/messages", json={"content": "only once"})
+    monkeypatch.undo()
+    assert 400 <= res.status < 500, res.text
+    assert sql("SELECT count(*) FROM messages WHERE chat_id = %s AND content = 'only once'", (chat["id"],))[0][0] == 1

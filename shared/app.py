@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import psycopg2
 import psycopg2.errors
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
@@ -178,6 +178,19 @@ def session_token(request: Request) -> str | None:
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
     return request.cookies.get(get_settings().cookie_name) or None
+
+
+def set_session_cookie(response: Response, token: str) -> None:
+    """The session cookie login sets: HttpOnly, Secure and SameSite from the settings."""
+    s = get_settings()
+    response.set_cookie(s.cookie_name, token, max_age=s.jwt_ttl_seconds, httponly=True,
+                        secure=s.cookie_secure, samesite=s.cookie_samesite, path="/")
+
+
+def clear_session_cookie(response: Response) -> None:
+    """Tell the browser to forget the session cookie (logout, a deleted account)."""
+    s = get_settings()
+    response.delete_cookie(s.cookie_name, path="/", httponly=True, secure=s.cookie_secure, samesite=s.cookie_samesite)
 
 
 def client_ip(request: Request) -> str:

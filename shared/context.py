@@ -23,8 +23,8 @@ def file_ids_of(file_url: str | None, file_ids: list[uuid.UUID] | None) -> list[
     if file_url:
         match = _FILE_URL.search(file_url)
         try:
-            ids.insert(0, uuid.UUID(match.group(1)) if match else None)
-        except (TypeError, ValueError):
+            ids.insert(0, uuid.UUID(match.group(1)))
+        except (AttributeError, ValueError):  # no file id in it at all, or not a UUID
             raise NotFound("File not found") from None
     return list(dict.fromkeys(ids))
 

@@ -180,9 +180,12 @@ async def process_object(key: str) -> str:
             found = extract.Extraction(None, False, exc.detail)
         else:
             found = await asyncio.to_thread(extract.extract, data, content_type, s.extract_max_chars)
-    await file.update(status="processed" if found.processed else "failed", processed=found.processed,
-                      error=found.error, extracted_text=found.text, text_truncated=found.truncated,
-                      file_size=size, content_type=content_type)
+    try:
+        await file.update(status="processed" if found.processed else "failed", processed=found.processed,
+                          error=found.error, extracted_text=found.text, text_truncated=found.truncated,
+                          file_size=size, content_type=content_type)
+    except NotFound:  # deleted while we read it (its object too): nothing to retry
+        return "skipped: the file was deleted meanwhile"
     return file.status
 
 

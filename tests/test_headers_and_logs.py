@@ -2,24 +2,18 @@
 from __future__ import annotations
 
 import logging
-import sys
-from dataclasses import replace
 
 import psycopg2
 import pytest
 
 from shared import app as app_module
 from shared import db, settings
-from tests.openapi_doc import function_app
 
 
 @pytest.fixture
-def production_cookies(api, monkeypatch):
-    """COOKIE_SECURE=true and COOKIE_SAMESITE=none, as template.yaml sets them, for the auth function."""
-    prod = replace(settings.get_settings(), cookie_secure=True, cookie_samesite="none")
-    function_app(api.functions, "AuthFunction")
-    monkeypatch.setattr(sys.modules["iflychat_fn_AuthFunction"], "get_settings", lambda: prod)
-    return prod
+def production_cookies(setting):
+    """COOKIE_SECURE=true and COOKIE_SAMESITE=none, as template.yaml sets them."""
+    setting(COOKIE_SECURE="true", COOKIE_SAMESITE="none")
 
 
 def test_session_cookie_flags_under_production_settings(api, production_cookies):

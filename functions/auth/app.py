@@ -5,7 +5,7 @@ import time
 
 from fastapi import Request, Response
 
-from shared.app import CurrentSession, client_ip, create_app, lambda_handler
+from shared.app import CurrentSession, clear_session_cookie, client_ip, create_app, lambda_handler, set_session_cookie
 from shared.errors import Unauthorized
 from shared.models import ChatSession, User
 from shared.schemas import Envelope, LoginIn, LoginOut, RegisterIn
@@ -35,18 +35,14 @@ async def login(body: LoginIn, request: Request, response: Response):
     s = get_settings()
     session = await ChatSession.create(user.id, s.jwt_ttl_seconds, request.headers.get("user-agent"), client_ip(request))
     token = create_token(user.id, session.id, time.time() + s.jwt_ttl_seconds)
-    response.set_cookie(
-        s.cookie_name, token, max_age=s.jwt_ttl_seconds, httponly=True,
-        secure=s.cookie_secure, samesite=s.cookie_samesite, path="/",
-    )
+    set_session_cookie(response, token)
     return LoginOut(message="Logged in", user=user.public(), access_token=token)
 
 
 @app.post("/auth/logout", response_model=Envelope)
 async def logout(session: CurrentSession, response: Response):
     await ChatSession.revoke(session[1])
-    s = get_settings()
-    response.delete_cookie(s.cookie_name, path="/", httponly=True, secure=s.cookie_secure, samesite=s.cookie_samesite)
+    clear_session_cookie(response)
     return Envelope(message="Logged out")
 
 

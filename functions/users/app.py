@@ -6,13 +6,14 @@ from typing import Annotated
 
 from fastapi import Query, Request, Response
 
-from shared.app import CurrentCaller, CurrentSession, CurrentUser, client_ip, create_app, lambda_handler
+from shared.app import (
+    CurrentCaller, CurrentSession, CurrentUser, clear_session_cookie, client_ip, create_app, lambda_handler,
+)
 from shared.errors import BadRequest, ValidationFailed
 from shared.file_service import delete_account
 from shared.models import ChatSession, usage_report
 from shared.schemas import DeleteAccountIn, Envelope, UsageOut, UserOut, UserUpdateIn
 from shared.security import hash_password
-from shared.settings import get_settings
 from shared.throttle import password_matches
 
 app = create_app("users")
@@ -49,8 +50,7 @@ async def delete_me(body: DeleteAccountIn, user: CurrentUser, request: Request, 
     if not await password_matches(user.email, body.password, user.password_hash, client_ip(request)):
         raise BadRequest("password is required and must be correct to delete the account")
     await delete_account(user)
-    s = get_settings()  # the session died with the account: the browser forgets its cookie, as at logout
-    response.delete_cookie(s.cookie_name, path="/", httponly=True, secure=s.cookie_secure, samesite=s.cookie_samesite)
+    clear_session_cookie(response)  # the session died with the account: the browser forgets it, as at logout
     return Envelope(message="Account deleted", data={"user_id": str(user.id)})
 
 

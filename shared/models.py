@@ -44,8 +44,10 @@ class Model:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)  # type: ignore[call-overload]
 
-    async def update(self: M, **changes: Any) -> M:
-        """Set the given columns (only those in `updatable`) and return the stored row."""
+    async def update(self: M, *, together: Iterable[tuple[str, tuple]] = (), **changes: Any) -> M:
+        """Set the given columns (only those in `updatable`) and return the stored row; the
+        statements `together` run in the same transaction, after it."""
+        together = list(together)
         unknown = set(changes) - self.updatable
         if unknown:
             raise ValueError(f"{type(self).__name__}.update: not updatable: {sorted(unknown)}")
@@ -62,9 +64,12 @@ class Model:
 
         def work(cur):
             cur.execute(query, values)
-            return cur.fetchone()
+            row = cur.fetchone()
+            for statement, params in together if row else ():
+                cur.execute(statement, params)
+            return row
 
-        row = await db.run(work)
+        row = await db.run(work, transaction=bool(together))
         if row is None:
             raise NotFound(f"{type(self).__name__} not found")
         fresh = type(self).from_row(row)
@@ -188,13 +193,20 @@ class User(Model):
         return await _one(cls, f"SELECT {cls.qualified('u')} FROM chat_sessions s JOIN users u ON u.id = s.user_id WHERE {_LIVE}",
                           {"user": caller.user_id, "session": caller.session_id})
 
-    async def update(self, **changes: Any) -> User:
+    async def update(self, *, end_sessions_but: uuid.UUID | None = None, **changes: Any) -> User:
+        """With `end_sessions_but`, every other session of the user ends in the same transaction
+        (a password change: no stolen session outlives it, even if the change half fails)."""
         if "email" in changes:
             changes["email"] = changes["email"].strip().lower()
+        together = [(_END_OTHER_SESSIONS, (self.id, end_sessions_but))] if end_sessions_but else []
         try:
-            return await super().update(**changes)
+            return await super().update(together=together, **changes)
         except psycopg2.errors.UniqueViolation:
             raise Conflict("An account with this email already exists") from None
+
+
+_END_OTHER_SESSIONS = ("UPDATE chat_sessions SET is_active = false, revoked_at = now() "
+                       "WHERE user_id = %s AND is_active AND id <> %s")
 
 
 @dataclass
@@ -230,13 +242,6 @@ class ChatSession(Model):
 
         await db.run(work)
 
-    @staticmethod
-    async def revoke_all_for_user(user_id: uuid.UUID, keep: uuid.UUID | None = None) -> None:
-        def work(cur):
-            cur.execute("UPDATE chat_sessions SET is_active = false, revoked_at = now() "
-                        "WHERE user_id = %s AND is_active AND id IS DISTINCT FROM %s", (user_id, keep))
-
-        await db.run(work)
 
 
 # --------------------------------------------------------------------------- chats and messages

@@ -77,11 +77,14 @@ def _not_blank(value: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(storable)]
-Name = Annotated[str, StringConstraints(min_length=1, max_length=255), AfterValidator(storable), AfterValidator(_not_blank)]
+# Names and titles are stored without the white space around them.
+Name = Annotated[str, StringConstraints(min_length=1, max_length=255), AfterValidator(storable), AfterValidator(_not_blank),
+                 AfterValidator(str.strip)]
 Email = Annotated[str, StringConstraints(max_length=320), AfterValidator(storable), AfterValidator(_email)]
 Password = Annotated[str, StringConstraints(max_length=MAX_PASSWORD_BYTES), AfterValidator(storable),
                      AfterValidator(_password)]
-Title = Annotated[str, StringConstraints(min_length=1, max_length=500), AfterValidator(storable), AfterValidator(_not_blank)]
+Title = Annotated[str, StringConstraints(min_length=1, max_length=500), AfterValidator(storable), AfterValidator(_not_blank),
+                  AfterValidator(str.strip)]
 Content = Annotated[str, StringConstraints(min_length=1, max_length=100_000), AfterValidator(storable), AfterValidator(_not_blank)]
 OptionalShort = Annotated[str, StringConstraints(max_length=2048), AfterValidator(storable)] | None
 JsonObject = Annotated[dict[str, Any], AfterValidator(storable_json)]

@@ -232,3 +232,17 @@ def test_login_errors_never_echo_the_input(api, field):
     payload[field] = payload[field] + "\x00"
     res = api.request("POST", "/auth/login", json=payload, source_ip=_ip())
     assert res.status == 422 and "secret-password-xyz" not in res.text and "secret-mail" not in res.text
+
+
+def test_a_password_change_and_the_end_of_other_sessions_land_together(api, user, monkeypatch):
+    """If ending the other sessions fails, the password must not have changed either: a stolen
+    session never outlives a password change."""
+    from shared import models
+
+    monkeypatch.setattr(models, "_END_OTHER_SESSIONS", "SELECT 1 / 0 WHERE %s IS NOT NULL AND %s IS NOT NULL")
+    other = api.request("POST", "/auth/login", json={"email": user.email, "password": user.password}).json()["access_token"]
+    res = user.patch("/users/me", json={"password": "a-whole-new-secret", "current_password": user.password})
+    assert 400 <= res.status < 600 and res.status != 200
+    monkeypatch.undo()
+    assert api.request("POST", "/auth/login", json={"email": user.email, "password": user.password}).status == 200
+    assert api.request("GET", "/users/me", token=other).status == 200

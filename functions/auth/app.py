@@ -18,7 +18,7 @@ app = create_app("auth")
 
 @app.post("/auth/register", response_model=Envelope, status_code=201)
 async def register(body: RegisterIn):
-    user = await User.create(body.name.strip(), body.email, hash_password(body.password))
+    user = await User.create(body.name, body.email, hash_password(body.password))
     return Envelope(message="Account created", data={"user_id": str(user.id)})
 
 

@@ -28,7 +28,7 @@ async def list_chats(caller: CurrentCaller, limit: Limit = 50, offset: Offset = 
 
 @app.post("/chats", response_model=ChatOut, status_code=201)
 async def create_chat(body: ChatCreateIn, caller: CurrentCaller):
-    return await Chat.create_for(caller, body.title.strip())
+    return await Chat.create_for(caller, body.title)
 
 
 @app.get("/chats/{chat_id}", response_model=ChatOut)
@@ -39,7 +39,7 @@ async def get_chat(chat_id: uuid.UUID, caller: CurrentCaller):
 @app.patch("/chats/{chat_id}", response_model=ChatOut)
 async def rename_chat(chat_id: uuid.UUID, body: ChatRenameIn, user: CurrentUser):
     chat = await owned_chat(chat_id, user)
-    return await chat.update(title=body.title.strip())
+    return await chat.update(title=body.title)
 
 
 @app.post("/chats/{chat_id}/name", response_model=ChatNameOut)

@@ -11,7 +11,7 @@ from shared.app import (
 )
 from shared.errors import BadRequest, ValidationFailed
 from shared.file_service import delete_account
-from shared.models import ChatSession, usage_report
+from shared.models import usage_report
 from shared.schemas import DeleteAccountIn, Envelope, UsageOut, UserOut, UserUpdateIn
 from shared.security import hash_password
 from shared.throttle import password_matches
@@ -36,11 +36,8 @@ async def update_me(body: UserUpdateIn, session: CurrentSession, request: Reques
             raise BadRequest("current_password is required and must be correct to change email or password")
     if "password" in changes:
         changes["password_hash"] = hash_password(changes.pop("password"))
-    if "name" in changes:
-        changes["name"] = changes["name"].strip()
-    await user.update(**changes)
-    if "password_hash" in changes:
-        await ChatSession.revoke_all_for_user(user.id, keep=session_id)  # end every other session
+    # A new password ends every other session, in the same transaction.
+    await user.update(end_sessions_but=session_id if "password_hash" in changes else None, **changes)
     return user.public()
 
 

@@ -98,12 +98,16 @@ async def _one(cls: type[M], query: str, params: Any) -> M | None:
     return cls.from_row(await db.run(work))
 
 
-async def _many(cls: type[M], query: str, params: Any) -> list[M]:
+async def _rows(query: str, params: Any) -> list[tuple]:
     def work(cur):
         cur.execute(query, params)
         return cur.fetchall()
 
-    return [cls(*row) for row in await db.run(work)]  # type: ignore[call-arg]
+    return await db.run(work)
+
+
+async def _many(cls: type[M], query: str, params: Any) -> list[M]:
+    return [cls(*row) for row in await _rows(query, params)]  # type: ignore[call-arg]
 
 
 # --------------------------------------------------------------------------- who is calling
@@ -285,6 +289,11 @@ class Message(Model):
                 "LIMIT %(limit)s OFFSET %(offset)s")
 
     @classmethod
+    async def get_by_chat(cls, chat_id: uuid.UUID, limit: int = 100, offset: int = 0) -> list[Message]:
+        """A page of a chat's messages, oldest first (no ownership check: see page_for)."""
+        return await _many(cls, cls._chat_page(), {"chat": chat_id, "limit": limit, "offset": offset})
+
+    @classmethod
     async def page_for(cls, caller: Caller, chat_id: uuid.UUID, limit: int = 100, offset: int = 0) -> list[Message]:
         """A page of one of the caller's chats, oldest first; NotFound if the chat is not theirs."""
         rows = await _for_caller(
@@ -323,6 +332,28 @@ class Chat(Model):
                           (chat_id, user_id))
 
     @classmethod
+    async def create(cls, user_id: uuid.UUID, title: str) -> Chat:
+        return await _one(cls, f"INSERT INTO chats (id, user_id, title) VALUES (%s, %s, %s) RETURNING {cls.columns()}",
+                          (uuid.uuid4(), user_id, title))
+
+    @classmethod
+    def _page(cls) -> str:
+        """A user's chats, latest activity first, behind their total (kept in users.chat_count
+        by a trigger: counting grows with the chats, this does not)."""
+        return (f"SELECT u.chat_count, page.* FROM users u "
+                f"LEFT JOIN LATERAL (SELECT {cls.columns()} FROM chats WHERE user_id = %(user)s "
+                "ORDER BY updated_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s) page ON true WHERE u.id = %(user)s")
+
+    @classmethod
+    async def get_by_user(cls, user_id: uuid.UUID, limit: int = 50, offset: int = 0) -> tuple[list[Chat], int]:
+        """One page of a user's chats and how many they have in all (no session check: see page_for)."""
+        rows = await _rows(cls._page(), {"user": user_id, "limit": limit, "offset": offset})
+        return [cls(*row[1:]) for row in rows if row[1] is not None], rows[0][0] if rows else 0
+
+    async def get_messages(self, limit: int = 100, offset: int = 0) -> list[Message]:
+        return await Message.get_by_chat(self.id, limit, offset)
+
+    @classmethod
     async def create_for(cls, caller: Caller, title: str) -> Chat:
         """A new chat of the caller's, in the same statement as the session check."""
         chat = await _one(
@@ -337,15 +368,8 @@ class Chat(Model):
 
     @classmethod
     async def page_for(cls, caller: Caller, limit: int = 50, offset: int = 0) -> tuple[list[Chat], int]:
-        """One page of the caller's chats, latest activity first, and how many they have in all
-        (kept in users.chat_count by a trigger: counting grows with the chats, this does not)."""
-        rows = await _for_caller(
-            caller,
-            f"SELECT u.chat_count, page.* FROM users u "
-            f"LEFT JOIN LATERAL (SELECT {cls.columns()} FROM chats WHERE user_id = %(user)s "
-            "ORDER BY updated_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s) page ON true WHERE u.id = %(user)s",
-            {"limit": limit, "offset": offset},
-        )
+        """One page of the caller's chats and their total, with the session check (one round trip)."""
+        rows = await _for_caller(caller, cls._page(), {"limit": limit, "offset": offset})
         return [cls(*row[1:]) for row in rows if row[1] is not None], rows[0][0]
 
     @classmethod
@@ -745,14 +769,21 @@ class File(Model):
 
     @classmethod
     async def page_for(cls, caller: Caller, limit: int = 50, offset: int = 0) -> tuple[list[File], int]:
-        """One page of the caller's files, newest first, and how many they have in all."""
-        rows = await _for_caller(
-            caller,
-            "SELECT n.total, page.* FROM (SELECT count(*) AS total FROM files WHERE user_id = %(user)s) n "
-            f"LEFT JOIN LATERAL (SELECT {cls.columns()} FROM files WHERE user_id = %(user)s "
-            "ORDER BY created_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s) page ON true",
-            {"limit": limit, "offset": offset},
-        )
+        """One page of the caller's files and their total, with the session check (one round trip)."""
+        rows = await _for_caller(caller, cls._page(), {"limit": limit, "offset": offset})
+        return [cls(*row[1:]) for row in rows if row[1] is not None], rows[0][0]
+
+    @classmethod
+    def _page(cls) -> str:
+        """A user's files, newest first, behind how many they have in all."""
+        return ("SELECT n.total, page.* FROM (SELECT count(*) AS total FROM files WHERE user_id = %(user)s) n "
+                f"LEFT JOIN LATERAL (SELECT {cls.columns()} FROM files WHERE user_id = %(user)s "
+                "ORDER BY created_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s) page ON true")
+
+    @classmethod
+    async def get_by_user(cls, user_id: uuid.UUID, limit: int = 50, offset: int = 0) -> tuple[list[File], int]:
+        """One page of a user's files and their total (no session check: see page_for)."""
+        rows = await _rows(cls._page(), {"user": user_id, "limit": limit, "offset": offset})
         return [cls(*row[1:]) for row in rows if row[1] is not None], rows[0][0]
 
     @staticmethod

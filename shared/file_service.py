@@ -11,7 +11,8 @@ Ordering rules, so that nothing is ever orphaned beyond what a retry cleans up:
   (storage.DIRECT_UPLOAD) that a presigned POST cannot set, and the processor leaves them alone.
 - Deleting removes the S3 objects first, then the rows. If S3 fails, nothing changed and the
   call can be repeated; if the database fails after S3, the rows remain (pointing at nothing)
-  and repeating the call finishes the job, because deleting an absent object succeeds.
+  and repeating the call finishes the job, because deleting an absent object succeeds. A chat's
+  objects are removed while its row is locked, so no upload into it can land in between.
 
 shared.extract (zipfile, and pypdf/python-docx when used) is imported where it is needed, so the
 chats and users functions, which only delete, do not load it.
@@ -196,12 +197,9 @@ async def delete_file(file: File) -> None:
 
 
 async def delete_chat(chat: Chat) -> None:
-    """Delete a chat, the files uploaded into it and their S3 objects."""
-    keys = await File.keys_of_chat(chat.id)
-    if keys:
-        await asyncio.to_thread(storage.delete, *keys)
-    if not await chat.delete():  # a parallel delete got there first: only one of them succeeds
-        raise NotFound("Chat not found")
+    """Delete a chat, the files uploaded into it and their S3 objects (see Chat.delete_with_files)."""
+    if not await chat.delete_with_files(lambda keys: storage.delete(*keys)):
+        raise NotFound("Chat not found")  # a parallel delete got there first: only one succeeds
 
 
 async def delete_account(user: User) -> int:

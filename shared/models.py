@@ -350,6 +350,25 @@ class Chat(Model):
         rows = await _rows(cls._page(), {"user": user_id, "limit": limit, "offset": offset})
         return [cls(*row[1:]) for row in rows if row[1] is not None], rows[0][0] if rows else 0
 
+    async def delete_with_files(self, remove_objects: Callable[[list[str]], Any]) -> bool:
+        """Delete the chat and the files uploaded into it, calling `remove_objects(s3 keys)` in
+        between, all under a lock on the chat row: no upload into the chat can land meanwhile
+        (its insert waits, then finds no chat), and if removing the objects fails nothing is
+        deleted, so a retry starts afresh. False when the chat was already gone."""
+
+        def work(cur):
+            cur.execute("SELECT id FROM chats WHERE id = %s FOR UPDATE", (self.id,))
+            if cur.fetchone() is None:
+                return False
+            cur.execute("SELECT s3_key FROM files WHERE chat_id = %s", (self.id,))
+            keys = [row[0] for row in cur.fetchall()]
+            if keys:
+                remove_objects(keys)
+            cur.execute("DELETE FROM chats WHERE id = %s", (self.id,))  # its messages and files cascade
+            return True
+
+        return await db.run(work, transaction=True)
+
     async def get_messages(self, limit: int = 100, offset: int = 0) -> list[Message]:
         return await Message.get_by_chat(self.id, limit, offset)
 
@@ -786,13 +805,6 @@ class File(Model):
         rows = await _rows(cls._page(), {"user": user_id, "limit": limit, "offset": offset})
         return [cls(*row[1:]) for row in rows if row[1] is not None], rows[0][0]
 
-    @staticmethod
-    async def keys_of_chat(chat_id: uuid.UUID) -> list[str]:
-        def work(cur):
-            cur.execute("SELECT s3_key FROM files WHERE chat_id = %s", (chat_id,))
-            return [r[0] for r in cur.fetchall()]
-
-        return await db.run(work)
 
     @classmethod
     async def get_owned(cls, file_ids: list[uuid.UUID], user_id: uuid.UUID) -> list[File]:

@@ -394,3 +394,33 @@ def test_a_delete_that_lost_a_race_is_a_404_not_a_second_success(user, s3):
     with pytest.raises(NotFound):
         run(file_service.delete_chat(chat))
     assert keys_of(s3, user) == []
+
+
+def test_no_upload_lands_in_a_chat_while_it_is_being_deleted(user, s3, sql):
+    """The chat row is locked from reading its files' keys until it is gone: an upload's insert
+    in between waits (here: times out) instead of leaving a row - or an object - behind."""
+    import asyncio
+
+    import psycopg2
+
+    from shared import file_service
+    from shared.models import Chat
+
+    chat_id = user.new_chat("doomed")["id"]
+    assert upload(user, "a.txt", b"first", "text/plain", chat_id=chat_id).status == 201
+    chat = asyncio.new_event_loop().run_until_complete(Chat.get_by_id(uuid.UUID(chat_id)))
+    blocked = []
+
+    def remove_objects(keys):
+        try:
+            sql("SET lock_timeout = '200ms'; INSERT INTO files (id, user_id, chat_id, original_name, content_type, "
+                "s3_key, file_size) VALUES (%s, %s, %s, 'late.txt', 'text/plain', %s, 4)",
+                (str(uuid.uuid4()), user.id, chat_id, f"users/{user.id}/{uuid.uuid4()}"))
+        except psycopg2.errors.LockNotAvailable:
+            blocked.append(True)
+        storage.delete(*keys)
+
+    assert asyncio.new_event_loop().run_until_complete(chat.delete_with_files(remove_objects)) is True
+    assert blocked == [True]
+    assert sql("SELECT count(*) FROM files WHERE chat_id = %s", (chat_id,))[0][0] == 0
+    assert keys_of(s3, user) == []

@@ -39,11 +39,6 @@ def provider() -> str:
     return get_settings().ai_provider
 
 
-def model_name() -> str:
-    s = get_settings()
-    return s.bedrock_model_id if s.ai_provider == "bedrock" else s.openai_model
-
-
 def client() -> OpenAI:
     global _client
     if _client is None:

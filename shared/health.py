@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
 
 from shared import db
 from shared.errors import ApiError
@@ -33,3 +37,13 @@ def check_s3() -> str:
 def check_ai() -> str:
     s = get_settings()
     return "configured" if s.openai_api_key or s.ai_provider == "bedrock" else "not_configured"
+
+
+# Here, not in shared.schemas: the health function imports nothing it does not need (cold start).
+class HealthOut(BaseModel):
+    status: Literal["healthy", "degraded", "unhealthy"]
+    database: str
+    s3: str
+    ai_service: str
+    timestamp: datetime
+    detail: str | None = Field(default=None, description="Why, when unhealthy (the answer is then a 503)")

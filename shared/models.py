@@ -7,7 +7,7 @@ generated here so a retried insert can never create a second row.
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Callable, ClassVar, Iterable, TypeVar
 
@@ -40,9 +40,6 @@ class Model:
     @classmethod
     def from_row(cls: type[M], row: Iterable[Any] | None) -> M | None:
         return None if row is None else cls(*row)  # type: ignore[call-arg]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)  # type: ignore[call-overload]
 
     async def update(self: M, *, together: Iterable[tuple[str, tuple]] = (), **changes: Any) -> M:
         """Set the given columns (only those in `updatable`) and return the stored row; the

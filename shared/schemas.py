@@ -264,10 +264,3 @@ class UsageOut(BaseModel):
     by_day: list[UsageDay]
     by_model: list[UsageModel]
 
-
-class HealthOut(BaseModel):
-    status: Literal["healthy", "degraded", "unhealthy"]
-    database: str
-    s3: str
-    ai_service: str
-    timestamp: datetime

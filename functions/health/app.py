@@ -6,12 +6,12 @@ from datetime import datetime, timezone
 from fastapi.responses import JSONResponse
 
 from shared.app import create_app, lambda_handler
-from shared.health import check_ai, check_database, check_s3
+from shared.health import HealthOut, check_ai, check_database, check_s3
 
 app = create_app("health")
 
 
-@app.get("/health")
+@app.get("/health", response_model=HealthOut, responses={503: {"model": HealthOut, "description": "The database is down"}})
 async def health():
     database, s3, ai = await check_database(), check_s3(), check_ai()
     status = "healthy" if database == "healthy" else "unhealthy"
